@@ -1,0 +1,262 @@
+"""The `tower` command: serve, demo, worker, ingest, schema, db and projections."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tower.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    help=(
+        "Order Tower: a real-time control tower for order fulfilment.\n\n"
+        "Quick start: `tower demo` runs everything embedded (SQLite, in-process bus) "
+        "and prints the URL. Configuration comes from environment variables "
+        "(DATABASE_URL, REDIS_URL, TOWER_TZ, TOWER_API_TOKEN, ...); see the README."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+projections_app = typer.Typer(help="Projections kept by the projector.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(projections_app, name="projections")
+
+console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _build(settings: Settings, **kw: bool):  # type: ignore[no-untyped-def]
+    from tower.flows import FlowConfigError
+    from tower.runtime import build_tower
+
+    try:
+        return build_tower(settings, **kw)
+    except (FlowConfigError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8050,
+    debug: Annotated[bool, typer.Option(help="Dash debug mode (reloads, dev tools).")] = False,
+) -> None:
+    """Run the web app and the API. In embedded mode the projector runs in-process too."""
+    _logging()
+    settings = _settings()
+    _serve(settings, host=host, port=port, debug=debug)
+
+
+def _serve(settings: Settings, *, host: str, port: int, debug: bool,
+           banner: str | None = None) -> None:
+    from app import create_app
+
+    tower = _build(settings)
+    dash_app = create_app(settings, tower=tower)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    console.print(banner or f"Order Tower is running at [bold]{url}[/bold]  (Ctrl-C to stop)")
+    try:
+        dash_app.run(host=host, port=port, debug=debug, use_reloader=False)
+    finally:
+        tower.close()
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8050,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic traffic.")] = 7,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 60.0,
+) -> None:
+    """Run the whole tower embedded, fed by synthetic live traffic. No services needed."""
+    _logging()
+    settings = _settings()
+    from simulation.demo_feed import DemoFeed
+
+    from app import create_app
+
+    tower = _build(settings)
+    feed = DemoFeed(tower.flows, seed=seed, speed=speed)
+    stop = threading.Event()
+    thread = threading.Thread(target=feed.run, args=(tower.ingestor.ingest, stop),
+                              name="demo-feed", daemon=True)
+    thread.start()
+    dash_app = create_app(settings, tower=tower)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    console.print(f"Order Tower demo is running at [bold]{url}[/bold]  "
+                  f"(synthetic traffic, seed {seed}; Ctrl-C to stop)")
+    try:
+        dash_app.run(host=host, port=port, debug=False, use_reloader=False)
+    finally:
+        stop.set()
+        tower.close()
+
+
+@app.command()
+def worker(
+    name: Annotated[str | None, typer.Option(help="Consumer name (default: host-pid).")] = None,
+) -> None:
+    """Run the projector as its own process, consuming the Redis stream (needs REDIS_URL)."""
+    _logging()
+    settings = _settings()
+    if settings.redis_url is None:
+        console.print("[red]error:[/red] tower worker needs REDIS_URL; in embedded mode "
+                      "`tower serve` projects in-process")
+        raise typer.Exit(2)
+    from tower.bus.redis_streams import RedisStreamBus
+
+    tower = _build(settings, project_in_process=False)
+    assert isinstance(tower.bus, RedisStreamBus)
+    consumer = tower.bus.consumer(tower.projector.apply, name=name,
+                                  batch_size=settings.projector_batch)
+
+    def _stop(*_: object) -> None:
+        consumer.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    console.print(f"worker {consumer.name} consuming {settings.stream} "
+                  f"(group {settings.consumer_group})")
+    try:
+        consumer.run()
+    finally:
+        tower.close()
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="NDJSON file: one event per line.", exists=True,
+                                         dir_okay=False, readable=True)],
+    batch: Annotated[int, typer.Option(help="Events per batch.")] = 1_000,
+) -> None:
+    """Ingest events from an NDJSON file, with a progress bar and the API's summary."""
+    from tower.bus.base import BusError
+    from tower.ingest import IngestSummary, iter_ndjson
+
+    settings = _settings()
+    tower = _build(settings)
+    total_bytes = file.stat().st_size
+    summary = IngestSummary()
+    offset = 0
+    try:
+        with file.open("rb") as fh, Progress(
+            TextColumn("[bold]ingest[/bold]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[events]} events"), TimeElapsedColumn(), console=console,
+        ) as progress:
+            task = progress.add_task("ingest", total=total_bytes, events=0)
+            chunk: list[bytes] = []
+            size = 0
+
+            def flush() -> None:
+                nonlocal offset, chunk, size
+                items = list(iter_ndjson(chunk))
+                summary.add(tower.ingestor.ingest(items), offset)
+                offset += len(items)
+                progress.update(task, advance=size, events=offset)
+                chunk, size = [], 0
+
+            for line in fh:
+                size += len(line)
+                if line.strip():
+                    chunk.append(line)
+                if len(chunk) >= min(batch, settings.max_batch_events):
+                    flush()
+            flush()
+        tower.flush(timeout=600)
+    except BusError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        tower.close()
+    sys.stdout.write(json.dumps(summary.as_dict(), ensure_ascii=False) + "\n")
+    if summary.rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a v1 event."""
+    from tower.events import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+
+
+@app.command()
+def flows() -> None:
+    """Show the configured flows and their stages."""
+    from tower.flows import FlowConfigError, load_flows
+
+    settings = _settings()
+    try:
+        book = load_flows(settings.flows_path)
+    except FlowConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    out = Console()
+    for flow in book.flows:
+        table = Table(title=f"{flow.name} ({flow.id})")
+        for col in ("stage", "owner", "budget h", "deliverable", "gates"):
+            table.add_column(col)
+        for s in flow.stages:
+            gates = ", ".join(f"{g.kind} from {g.from_stage}" for g in s.gates)
+            table.add_row(s.id, s.owner, f"{s.budget_h:g}", s.deliverable, gates)
+        out.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply the database migrations up to REVISION (default: head)."""
+    from tower.store.engine import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    console.print(f"database at {revision}")
+
+
+@projections_app.command("rebuild")
+def projections_rebuild() -> None:
+    """Replay the whole event log into fresh projections."""
+    settings = _settings()
+    tower = _build(settings, project_in_process=False)
+    try:
+        with Progress(TextColumn("[bold]rebuild[/bold]"), TextColumn("{task.completed} events"),
+                      TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("rebuild", total=None)
+            read = tower.projector.rebuild(lambda n: progress.update(task, completed=n))
+    finally:
+        tower.close()
+    console.print(f"rebuilt projections from {read} events")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The store adapter: SQLAlchemy tables, engine, projector writes and read queries."""

@@ -1,0 +1,198 @@
+"""SQLAlchemy 2.0 table models: the append-only event log and the projections."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python; timestamptz on PostgreSQL, naive UTC text on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+ID = String(64)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+class Event(Base):
+    """The append-only event log: every accepted event, exactly once by event_id."""
+
+    __tablename__ = "events"
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(ID)
+    order_id: Mapped[str | None] = mapped_column(ID)
+    parcel_id: Mapped[str | None] = mapped_column(ID)
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+
+    __table_args__ = (
+        Index("ix_events_order_id", "order_id"),
+        Index("ix_events_parcel_id", "parcel_id"),
+    )
+
+
+class HeldEvent(Base):
+    """Events for an order that does not exist yet; applied when it appears."""
+
+    __tablename__ = "held_events"
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    order_id: Mapped[str] = mapped_column(ID, index=True)
+
+
+class DeadLetterRow(Base):
+    """Accepted events that could not be applied, with the reason (visible in the API)."""
+
+    __tablename__ = "dead_letters"
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    order_id: Mapped[str | None] = mapped_column(ID, index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime]
+
+
+class Order(Base):
+    """Current state of every order (projection)."""
+
+    __tablename__ = "orders"
+
+    order_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    flow: Mapped[str] = mapped_column(String(48))
+    stage: Mapped[str] = mapped_column(String(48))
+    stage_seq: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
+    priority: Mapped[str] = mapped_column(String(8))
+    custom: Mapped[bool] = mapped_column(Boolean)
+    promised_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    last_event_at: Mapped[datetime]
+    late: Mapped[bool] = mapped_column(Boolean)
+    at_risk: Mapped[bool] = mapped_column(Boolean)
+    customer_id: Mapped[str | None] = mapped_column(ID)
+    channel: Mapped[str | None] = mapped_column(String(256))
+    city: Mapped[str | None] = mapped_column(String(256))
+    checkpoint: Mapped[dict[str, Any]] = mapped_column(Json)
+
+    __table_args__ = (
+        Index("ix_orders_flow_stage_status", "flow", "stage", "status"),
+        Index("ix_orders_last_event_at", "last_event_at"),
+        Index("ix_orders_promised_at", "promised_at"),
+    )
+
+
+class StageInterval(Base):
+    """One stay of an order in a stage (projection): waiting and work times."""
+
+    __tablename__ = "stage_intervals"
+
+    order_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flow: Mapped[str] = mapped_column(String(48))
+    stage: Mapped[str] = mapped_column(String(48))
+    entered_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_stage_intervals_entered", "entered_at", "flow", "stage"),
+    )
+
+
+class Parcel(Base):
+    """Where every parcel is (projection) and the checkpoint of its hub fold."""
+
+    __tablename__ = "parcels"
+
+    parcel_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    carrier: Mapped[str | None] = mapped_column(ID)
+    status: Mapped[str] = mapped_column(String(32))
+    hub_id: Mapped[str | None] = mapped_column(ID, index=True)
+    last_scan_at: Mapped[datetime]
+    checkpoint: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class HubVisitRow(Base):
+    """A parcel's stay at a hub; the hub x hour rollup is read from these."""
+
+    __tablename__ = "hub_visits"
+
+    parcel_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hub_id: Mapped[str] = mapped_column(ID)
+    arrived_at: Mapped[datetime]
+    departed_at: Mapped[datetime | None]
+    # Epoch hours and dwell seconds, so buckets and limits read the same on every dialect.
+    arrived_hour: Mapped[int] = mapped_column(BigInteger)
+    departed_hour: Mapped[int | None] = mapped_column(BigInteger)
+    dwell_s: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_hub_visits_arrived", "arrived_hour", "hub_id"),
+        Index("ix_hub_visits_departed", "departed_hour", "hub_id"),
+        Index("ix_hub_visits_open", "hub_id", "departed_at"),
+    )
+
+
+class StockLevelRow(Base):
+    """Latest stock level per warehouse and SKU (latest occurred_at wins)."""
+
+    __tablename__ = "stock_levels"
+
+    warehouse_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    sku: Mapped[str] = mapped_column(ID, primary_key=True)
+    on_hand: Mapped[int] = mapped_column(BigInteger)
+    as_of: Mapped[datetime]
+    event_id: Mapped[str] = mapped_column(ID)
+
+
+metadata = Base.metadata
+PROJECTION_TABLES = (
+    "held_events",
+    "dead_letters",
+    "orders",
+    "stage_intervals",
+    "parcels",
+    "hub_visits",
+    "stock_levels",
+)

@@ -1,0 +1,1 @@
+"""UI building blocks: page layouts, figure builders and components (Dash)."""
