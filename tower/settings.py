@@ -68,6 +68,12 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_token_is_off(cls, value: object) -> object:
+        # TOWER_API_TOKEN="" (e.g. an unset compose variable) means "no token", not "".
+        return None if value in ("", None) else value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

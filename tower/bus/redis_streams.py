@@ -162,7 +162,7 @@ class StreamConsumer:
         )
         if not reply:
             return 0
-        messages: list[Any] = reply[0][1]  # type: ignore[index]
+        messages: list[Any] = reply[0][1]  # type: ignore[index,assignment]
         self._handle(messages)
         return len(messages)
 
