@@ -11,6 +11,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -108,3 +109,17 @@ def redis_url() -> Iterator[str]:
     yield REDIS_URL
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def tower_rt(db_url: str) -> Iterator[Any]:
+    """A whole embedded back end (in-process bus + projector) on a clean store."""
+    from tower.runtime import build_tower
+    from tower.settings import Settings
+
+    eng = make_engine(db_url)
+    _truncate(eng)
+    eng.dispose()
+    rt = build_tower(Settings(database_url=db_url, redis_url=None, api_token=None), migrate=False)
+    yield rt
+    rt.close()

@@ -129,7 +129,8 @@ class OrderCancelledPayload(Payload):
 
 
 class Envelope(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Later contract versions may add envelope fields; v1 readers ignore them.
+    model_config = ConfigDict(extra="ignore")
 
     event_id: ShortStr
     occurred_at: AwareDatetime
