@@ -213,9 +213,11 @@ class Projector:
         insert_ignore(conn, HELD, held_rows)
         if with_held:
             conn.execute(delete(HELD).where(HELD.c.order_id.in_(sorted(with_held))))
-        if refolded:
-            for chunk in _chunks(sorted(refolded)):
-                conn.execute(delete(VISITS).where(VISITS.c.order_id.in_(chunk)))
+        # A refold recomputes everything of the order, its dead letters included: an
+        # event dead-lettered under an earlier, partial view may apply now.
+        for chunk in _chunks(sorted(refold)):
+            conn.execute(delete(VISITS).where(VISITS.c.order_id.in_(chunk)))
+            conn.execute(delete(DEAD).where(DEAD.c.order_id.in_(chunk)))
         all_states = states + list(refolded.values())
         self._save_orders(conn, all_states)
         self._save_dead(conn, result.dead_letters)
