@@ -32,7 +32,7 @@ projections_app = typer.Typer(help="Projections kept by the projector.", no_args
 app.add_typer(db_app, name="db")
 app.add_typer(projections_app, name="projections")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> Settings:

@@ -116,4 +116,5 @@ def load_settings(**overrides: object) -> Settings:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "settings"
         alias = Settings.model_fields[field].alias if field in Settings.model_fields else field
-        raise SettingsError(f"bad setting {alias}: {err['msg']}") from None
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"bad setting {alias}: {message}") from None
