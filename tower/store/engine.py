@@ -39,9 +39,32 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+MIGRATION_LOCK = 4_242_001  # advisory lock id: one migrator at a time on PostgreSQL
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (``tower db upgrade``)."""
-    command.upgrade(alembic_config(url), revision)
+    """Bring the schema to ``revision`` (``tower db upgrade``).
+
+    On PostgreSQL an advisory lock serialises concurrent starts (several web and
+    worker processes booting at once against an empty database).
+    """
+    cfg = alembic_config(url)
+    if make_url(url).get_backend_name() != "postgresql":
+        command.upgrade(cfg, revision)
+        return
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+            try:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                conn.commit()
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+                conn.commit()
+    finally:
+        engine.dispose()
 
 
 def ping(engine: Engine) -> None:

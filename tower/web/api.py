@@ -144,6 +144,13 @@ def create_api(tower: Tower) -> Blueprint:
 
         return jsonify(json_schema()), 200
 
+    @api.get("/api/v1/openapi.json")
+    def get_openapi() -> tuple[Response, int]:
+        from tower import __version__
+        from tower.web.openapi import openapi_document
+
+        return jsonify(openapi_document(version=__version__)), 200
+
     @api.errorhandler(RequestEntityTooLarge)
     def too_large(_exc: HTTPException) -> tuple[Response, int]:
         return _error(413, "body too large")
