@@ -5,6 +5,7 @@ from the log reproduces them."""
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 from datetime import timedelta
 from typing import Any
 
@@ -73,7 +74,7 @@ def arrivals(draw: st.DrawFn, events: list[EventRecord]) -> list[list[EventRecor
         stream.insert(draw(st.integers(0, len(stream))), d)
     cuts = sorted(set(draw(st.lists(st.integers(1, len(stream) - 1), max_size=8))))
     bounds = [0, *cuts, len(stream)]
-    return [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [stream[a:b] for a, b in pairwise(bounds)]
 
 
 def test_any_arrival_order_same_projections(engine: Engine, flows: FlowBook,

@@ -92,7 +92,9 @@ def demo(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8050,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic traffic.")] = 7,
-    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 60.0,
+    speed: Annotated[float, typer.Option(help="How much faster than real time new orders play.")] = 60.0,
+    orders_per_day: Annotated[float, typer.Option(help="Mean order arrivals per day.")] = 1200.0,
+    history_h: Annotated[float, typer.Option(help="Hours of past traffic loaded at start.")] = 72.0,
 ) -> None:
     """Run the whole tower embedded, fed by synthetic live traffic. No services needed."""
     _logging()
@@ -102,7 +104,8 @@ def demo(
     from app import create_app
 
     tower = _build(settings)
-    feed = DemoFeed(tower.flows, seed=seed, speed=speed)
+    feed = DemoFeed(tower.flows, seed=seed, speed=speed, orders_per_day=orders_per_day,
+                    history_h=history_h)
     stop = threading.Event()
     thread = threading.Thread(target=feed.run, args=(tower.ingestor.ingest, stop),
                               name="demo-feed", daemon=True)
