@@ -5,8 +5,8 @@ from the log reproduces them."""
 from __future__ import annotations
 
 import random
-from itertools import pairwise
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings

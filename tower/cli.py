@@ -99,9 +99,8 @@ def demo(
     """Run the whole tower embedded, fed by synthetic live traffic. No services needed."""
     _logging()
     settings = _settings()
-    from simulation.demo_feed import DemoFeed
-
     from app import create_app
+    from simulation.demo_feed import DemoFeed
 
     tower = _build(settings)
     feed = DemoFeed(tower.flows, seed=seed, speed=speed, orders_per_day=orders_per_day,

@@ -15,6 +15,27 @@ class BusError(RuntimeError):
     """The bus cannot take or deliver events right now."""
 
 
+class RetryLater(Exception):
+    """Raised by a handler when the failure is not the events' fault (e.g. the database is down).
+
+    The consumer keeps the batch and retries it in place, backing off, instead of
+    counting it as a failed delivery that would end in the dead-letter list.
+    """
+
+
+#: Exception class names (anywhere in the MRO) that mean "the store is unavailable right
+#: now" rather than "this event is bad": SQLAlchemy's/DB-API's OperationalError covers lost
+#: connections, deadlocks, serialisation failures and "database is locked".
+_TRANSIENT_NAMES = frozenset({"OperationalError", "InterfaceError", "DisconnectionError"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying the same batch later is likely to succeed."""
+    if isinstance(exc, RetryLater | ConnectionError | TimeoutError):
+        return True
+    return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__)
+
+
 class EventBus(Protocol):
     """Carries validated events from the ingest to the projector."""
 
