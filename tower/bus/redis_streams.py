@@ -239,7 +239,10 @@ class StreamConsumer:
         self.retries = 0
         self.last_error: str | None = None
         self._stop = threading.Event()
-        bus.ensure_group()
+        try:
+            bus.ensure_group()
+        except redis.ConnectionError as exc:  # run() creates it once Redis answers (NOGROUP)
+            log.warning("redis unavailable (%s); the consumer group will be created later", exc)
 
     @property
     def client(self) -> redis.Redis:
@@ -274,7 +277,8 @@ class StreamConsumer:
                     if trimmed:
                         log.debug("trimmed %d acknowledged entries from %s", trimmed, self.bus.stream)
             except redis.ResponseError as exc:
-                if "NOGROUP" in str(exc):  # stream or group deleted under us: start over
+                if "NOGROUP" in str(exc) or "UNBLOCKED" in str(exc):
+                    # The stream or the group was deleted under us: start over.
                     log.warning("consumer group %s is gone; recreating it", self.bus.group)
                     with contextlib.suppress(redis.RedisError):
                         self.bus.ensure_group()
