@@ -46,6 +46,28 @@ class DeadLetter:
     reason: str
 
 
+_BUDGETS: dict[int, tuple[FlowBook, dict[tuple[str, str, bool, bool], float]]] = {}
+
+
+def remaining_budget_h(flows: FlowBook, flow_id: str, stage_id: str, *, custom: bool, rush: bool) -> float:
+    """Sum of the budgets from ``stage_id`` to the end of the flow (memoised per flow book)."""
+    entry = _BUDGETS.get(id(flows))
+    if entry is None or entry[0] is not flows:
+        if len(_BUDGETS) >= 16:
+            _BUDGETS.clear()
+        entry = _BUDGETS[id(flows)] = (flows, {})
+    cache = entry[1]
+    key = (flow_id, stage_id, custom, rush)
+    remaining = cache.get(key)
+    if remaining is None:
+        flow = flows.by_id[flow_id]
+        start = flow.stage_index[stage_id]
+        remaining = cache[key] = sum(
+            flows.budget_h(flow_id, s.id, custom=custom, rush=rush) for s in flow.stages[start:]
+        )
+    return remaining
+
+
 @dataclass(slots=True)
 class OrderState:
     """Everything the projections know about one order."""
@@ -86,13 +108,8 @@ class OrderState:
         """Open, not yet late, but the remaining stage budgets no longer fit the promise."""
         if self.status not in (IN_PROGRESS, FROZEN) or self.late():
             return False
-        flow = flows.by_id[self.flow]
-        rush = self.priority == "rush"
-        start = flow.stage_index[self.stage]
-        remaining = sum(
-            flows.budget_h(self.flow, s.id, custom=self.custom, rush=rush)
-            for s in flow.stages[start:]
-        )
+        remaining = remaining_budget_h(flows, self.flow, self.stage, custom=self.custom,
+                                       rush=self.priority == "rush")
         visit = self.current
         since = visit.started_at or visit.entered_at
         return since + timedelta(hours=remaining) > self.promised_at

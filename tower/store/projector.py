@@ -1,24 +1,37 @@
 """The projector: appends events to the log and keeps the projections current.
 
-Each call to :meth:`Projector.apply` is one transaction. Events are deduplicated by
-``event_id`` against the log; each affected order (and parcel) is either folded
-forward from its checkpoint, when every new event sorts after what it has already
-seen, or folded again from all its events in the log. Either way its state is the
-fold of its event set, so arrival order and duplicates never change the result.
-On PostgreSQL, transaction-scoped advisory locks on the touched orders and parcels
-let several projector workers share a stream safely.
+Events are deduplicated by ``event_id`` against the log; each affected order (and
+parcel) is either folded forward from its checkpoint, when every new event sorts after
+what it has already seen, or folded again from all its events in the log. Either way
+its state is the fold of its event set, so arrival order and duplicates never change
+the result.
+
+Each call to :meth:`Projector.apply` is one transaction, except on PostgreSQL when
+another worker holds some of the batch's orders: transaction-scoped advisory locks on
+the touched orders and parcels let several projector workers share a stream. A batch
+takes, without waiting, the locks it can get and applies the events of those orders in
+a first transaction; the events of the orders another worker holds follow in a second
+one that waits for them. Two workers whose batches share a few orders so still run side
+by side, and the events of one order are only ever applied under its lock, together
+with their entry in the log.
+
+On PostgreSQL the reads and writes go straight through psycopg (``= ANY(array)``
+look-ups and binary ``COPY`` + one set-based statement per table, see
+:class:`~tower.store.writes.PgBulk`); other dialects use SQLAlchemy Core.
 """
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, delete, select, text
+import orjson
+from sqlalchemy import JSON, Connection, Engine, Table, delete, select, text
 
 from tower.domain import TowerFigures
 from tower.events import EventRecord
@@ -43,8 +56,9 @@ from tower.store.tables import (
     Parcel,
     StageInterval,
     StockLevelRow,
+    UTCDateTime,
 )
-from tower.store.writes import insert_ignore, insert_new, upsert
+from tower.store.writes import ANY_IDS, PgBulk, id_list, insert_ignore, insert_new, json_bytes, upsert
 
 EVENTS = cast(Table, Event.__table__)
 ORDERS = cast(Table, Order.__table__)
@@ -56,6 +70,29 @@ DEAD = cast(Table, DeadLetterRow.__table__)
 STOCK = cast(Table, StockLevelRow.__table__)
 
 CHUNK = 5_000  # keeps IN (...) lists and parameter counts within every dialect's limits
+
+# Column orders of the rows the projector writes (tuples, in these orders).
+EVENT_COLS = ("event_id", "type", "occurred_at", "source", "order_id", "parcel_id", "payload")
+ORDER_COLS = (
+    "order_id", "flow", "stage", "stage_seq", "status", "frozen", "priority", "custom",
+    "promised_at", "created_at", "delivered_at", "cancelled_at", "last_event_at", "late",
+    "at_risk", "customer_id", "channel", "city", "checkpoint",
+)
+VISIT_COLS = ("order_id", "seq", "flow", "stage", "entered_at", "started_at", "completed_at")
+PARCEL_COLS = ("parcel_id", "carrier", "status", "hub_id", "last_scan_at", "checkpoint")
+HUB_VISIT_COLS = (
+    "parcel_id", "seq", "hub_id", "arrived_at", "departed_at", "arrived_hour", "departed_hour",
+    "dwell_s",
+)
+HELD_COLS = ("event_id", "order_id")
+DEAD_COLS = ("event_id", "order_id", "reason", "recorded_at")
+STOCK_COLS = ("warehouse_id", "sku", "on_hand", "as_of", "event_id")
+# What restoring an order needs, in OrderState.restore's keyword order.
+ORDER_STATE_COLS = (
+    "order_id", "flow", "priority", "custom", "promised_at", "created_at", "status",
+    "delivered_at", "cancelled_at", "last_event_at", "customer_id", "channel", "city", "checkpoint",
+)
+PARCEL_STATE_COLS = ("parcel_id", "carrier", "status", "last_scan_at", "checkpoint")
 
 
 @dataclass(slots=True)
@@ -80,18 +117,6 @@ def _lock_key(kind: str, key: str) -> int:
     return zlib.crc32(f"{kind}:{key}".encode()) - 2**31
 
 
-def _event_row(e: EventRecord) -> dict[str, Any]:
-    return {
-        "event_id": e.event_id,
-        "type": e.type,
-        "occurred_at": e.occurred_at,
-        "source": e.source,
-        "order_id": e.order_id,
-        "parcel_id": e.parcel_id,
-        "payload": e.payload,
-    }
-
-
 def _record(row: Any) -> EventRecord:
     return EventRecord(
         event_id=row.event_id,
@@ -107,6 +132,242 @@ def _epoch_hour(t: datetime) -> int:
     return int(t.timestamp() // 3600)
 
 
+def _loads(raw: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:  # e.g. integers beyond 64 bits
+        return json.loads(raw)
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    return None if t is None else t.astimezone(UTC)
+
+
+# --- storage: the same operations on SQLAlchemy Core and on raw psycopg ---------------------
+
+
+class _SqlStore:
+    """Reads and writes of one transaction through SQLAlchemy Core (any dialect)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    @staticmethod
+    def json(value: Any) -> Any:
+        return value
+
+    def committed(self) -> None:
+        pass
+
+    def insert_events(self, rows: Sequence[tuple[Any, ...]]) -> set[str]:
+        new: set[str] = set()
+        for chunk in _chunks(rows):
+            new |= insert_new(self.conn, EVENTS, [dict(zip(EVENT_COLS, r, strict=True)) for r in chunk],
+                              "event_id")
+        return new
+
+    def insert_ignore(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        insert_ignore(self.conn, table, [dict(zip(columns, r, strict=True)) for r in rows])
+
+    def upsert(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
+               keys: Sequence[str], *, newer_than: Sequence[str] = (), keep: Sequence[str] = ()) -> None:
+        for chunk in _chunks(rows, 2_000):
+            upsert(self.conn, table, [dict(zip(columns, r, strict=True)) for r in chunk], keys,
+                   newer_than=newer_than, keep=keep)
+
+    def insert_fresh(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
+                     keys: Sequence[str], *, keep: Sequence[str] = ()) -> None:
+        self.upsert(table, columns, rows, keys, keep=keep)
+
+    def delete_in(self, table: Table, column: str, values: Sequence[Any]) -> None:
+        for chunk in _chunks(values):
+            self.conn.execute(delete(table).where(table.c[column].in_(chunk)))
+
+    def rows_in(self, table: Table, columns: Sequence[str], column: str,
+                values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        cols = [table.c[c] for c in columns]
+        for chunk in _chunks(values):
+            out.extend(tuple(r) for r in self.conn.execute(select(*cols).where(table.c[column].in_(chunk))))
+        return out
+
+    def held_orders(self, order_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(order_ids):
+            found |= set(self.conn.execute(
+                select(HELD.c.order_id).where(HELD.c.order_id.in_(chunk)).distinct()
+            ).scalars())
+        return found
+
+    def order_events(self, order_ids: Sequence[str]) -> list[EventRecord]:
+        out: list[EventRecord] = []
+        for chunk in _chunks(order_ids):
+            rows = self.conn.execute(
+                select(EVENTS).where(EVENTS.c.order_id.in_(chunk), EVENTS.c.type != "stock.level")
+            )
+            out.extend(_record(r) for r in rows)
+        return out
+
+    def parcel_scans(self, parcel_ids: Sequence[str]) -> list[EventRecord]:
+        out: list[EventRecord] = []
+        for chunk in _chunks(parcel_ids):
+            rows = self.conn.execute(
+                select(EVENTS).where(EVENTS.c.parcel_id.in_(chunk), EVENTS.c.type == "parcel.scanned")
+            )
+            out.extend(_record(r) for r in rows)
+        return out
+
+
+class _PgStore:
+    """The same operations on PostgreSQL, straight through psycopg (see :class:`PgBulk`)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.bulk = PgBulk(conn)
+        self.cur = self.bulk.cursor
+
+    json = staticmethod(json_bytes)
+
+    def committed(self) -> None:
+        self.bulk.committed()
+
+    def try_lock(self, keys: Sequence[int]) -> set[int]:
+        """Take the advisory locks that are free now; return the keys held by others."""
+        self.cur.execute(
+            "SELECT k FROM (SELECT json_array_elements_text(%s::json)::bigint AS k) AS keys "
+            "WHERE NOT pg_try_advisory_xact_lock(k)",
+            (id_list(keys),),
+        )
+        return {int(r[0]) for r in self.cur.fetchall()}
+
+    def lock(self, keys: Sequence[int]) -> None:
+        """Wait for the advisory locks, in key order (so two waiters never deadlock)."""
+        self.cur.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM "
+            "(SELECT json_array_elements_text(%s::json)::bigint AS k) AS keys ORDER BY k",
+            (id_list(sorted(keys)),),
+        )
+
+    def insert_events(self, rows: Sequence[tuple[Any, ...]]) -> set[str]:
+        return self.bulk.insert_new(EVENTS, EVENT_COLS, rows, "event_id")
+
+    def insert_ignore(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        self.bulk.insert_ignore(table, columns, rows)
+
+    def upsert(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
+               keys: Sequence[str], *, newer_than: Sequence[str] = (), keep: Sequence[str] = ()) -> None:
+        self.bulk.upsert(table, columns, rows, keys, newer_than=newer_than, keep=keep)
+
+    def insert_fresh(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
+                     keys: Sequence[str], *, keep: Sequence[str] = ()) -> None:
+        self.bulk.insert_fresh(table, columns, rows, keys, keep=keep)
+
+    def delete_in(self, table: Table, column: str, values: Sequence[Any]) -> None:
+        self.bulk.delete_in(table, column, values)
+
+    def rows_in(self, table: Table, columns: Sequence[str], column: str,
+                values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Rows whose ``column`` is in ``values``; datetimes in UTC and JSON decoded, as the ORM types do."""
+        if not values:
+            return []
+        sql, fixes = _select_in(table, tuple(columns), column)
+        self.cur.execute(sql, (id_list(values),), prepare=False)
+        rows: list[tuple[Any, ...]] = self.cur.fetchall()
+        if not fixes:
+            return rows
+        out = []
+        for r in rows:
+            row = list(r)
+            for i, fix in fixes:
+                if row[i] is not None:
+                    row[i] = fix(row[i])
+            out.append(tuple(row))
+        return out
+
+    def held_orders(self, order_ids: Sequence[str]) -> set[str]:
+        if not order_ids:
+            return set()
+        self.cur.execute(f"SELECT DISTINCT order_id FROM held_events WHERE order_id = {ANY_IDS}",
+                         (id_list(order_ids),), prepare=False)
+        return {r[0] for r in self.cur.fetchall()}
+
+    def _events(self, where: str, values: Sequence[str]) -> list[EventRecord]:
+        if not values:
+            return []
+        self.cur.execute(
+            "SELECT event_id, type, occurred_at, source, order_id, payload::text FROM events WHERE " + where,
+            (id_list(values),), prepare=False,
+        )
+        return [
+            EventRecord(event_id=r[0], type=r[1], occurred_at=r[2].astimezone(UTC), source=r[3],
+                        order_id=r[4], payload=_loads(r[5]))
+            for r in self.cur.fetchall()
+        ]
+
+    def order_events(self, order_ids: Sequence[str]) -> list[EventRecord]:
+        return self._events(f"order_id = {ANY_IDS} AND type <> 'stock.level'", order_ids)
+
+    def parcel_scans(self, parcel_ids: Sequence[str]) -> list[EventRecord]:
+        return self._events(f"parcel_id = {ANY_IDS} AND type = 'parcel.scanned'", parcel_ids)
+
+
+_SELECTS: dict[tuple[str, tuple[str, ...], str], tuple[str, list[tuple[int, Callable[[Any], Any]]]]] = {}
+
+
+def _select_in(table: Table, columns: tuple[str, ...],
+               column: str) -> tuple[str, list[tuple[int, Callable[[Any], Any]]]]:
+    """``SELECT columns FROM table WHERE column = ANY(%s)`` (JSON read as text), and the
+    conversions its rows need: JSON text decoded, datetimes in UTC."""
+    key = (table.name, columns, column)
+    found = _SELECTS.get(key)
+    if found is None:
+        parts = []
+        fixes: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, name in enumerate(columns):
+            kind = table.c[name].type
+            if isinstance(kind, JSON):
+                parts.append(f'"{name}"::text')
+                fixes.append((i, _loads))
+            else:
+                parts.append(f'"{name}"')
+                if isinstance(kind, UTCDateTime):
+                    fixes.append((i, _utc))
+        sql = f'SELECT {", ".join(parts)} FROM "{table.name}" WHERE "{column}" = {ANY_IDS}'
+        found = _SELECTS[key] = (sql, fixes)
+    return found
+
+
+_Store = _SqlStore | _PgStore
+
+
+# --- locks ---------------------------------------------------------------------------------
+
+
+def _unit(e: EventRecord) -> str:
+    """Events that must be applied together: those of one order (or all stock levels)."""
+    if e.type == "stock.level":
+        return "s"
+    if e.order_id is not None:
+        return "o:" + e.order_id
+    return "e:" + e.event_id
+
+
+def _unit_keys(batch: Sequence[EventRecord]) -> dict[str, set[int]]:
+    """The advisory lock keys each unit of the batch needs: its order, its parcels, the stock."""
+    keys: dict[str, set[int]] = {}
+    for e in batch:
+        unit = _unit(e)
+        mine = keys.get(unit)
+        if mine is None:
+            mine = keys[unit] = set()
+            if unit == "s":
+                mine.add(_lock_key("s", "stock"))
+            elif e.order_id is not None:
+                mine.add(_lock_key("o", e.order_id))
+        if e.type == "parcel.scanned" and (p := e.parcel_id):
+            mine.add(_lock_key("p", p))
+    return keys
+
+
 class Projector:
     """Applies batches of validated events to the log and the projections."""
 
@@ -114,13 +375,13 @@ class Projector:
         self.engine = engine
         self.flows = flows
         self.figures = figures
-        self._pg = engine.dialect.name == "postgresql"
+        self._pg = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
         self.listeners: list[Callable[[ApplyResult], None]] = []
 
     # --- public -------------------------------------------------------------------
 
     def apply(self, events: Sequence[EventRecord]) -> ApplyResult:
-        """Append new events and fold them into the projections, in one transaction."""
+        """Append new events and fold them into the projections (see the module doc)."""
         unique: dict[str, EventRecord] = {}
         for e in events:
             unique.setdefault(e.event_id, e)
@@ -128,19 +389,11 @@ class Projector:
         result = ApplyResult(duplicates=len(events) - len(batch))
         if not batch:
             return result
-        with self.engine.begin() as conn:
-            if self._pg:
-                self._lock(conn, batch)
-            new_ids: set[str] = set()
-            for chunk in _chunks(batch):
-                new_ids |= insert_new(conn, EVENTS, [_event_row(e) for e in chunk], "event_id")
-            new = [e for e in batch if e.event_id in new_ids]
-            result.accepted = len(new)
-            result.duplicates += len(batch) - len(new)
-            result.new_events = new
-            self._project_orders(conn, new, result)
-            self._project_parcels(conn, [e for e in new if e.type == "parcel.scanned"])
-            self._project_stock(conn, [e for e in new if e.type == "stock.level"])
+        if self._pg:
+            self._apply_pg(batch, result)
+        else:
+            with self.engine.begin() as conn:
+                self._apply(_SqlStore(conn), batch, result)
         for listener in self.listeners:
             listener(result)
         return result
@@ -149,26 +402,61 @@ class Projector:
         """Drop every projection and fold the whole event log again. Returns events read."""
         read = 0
         with self.engine.begin() as conn:
+            store = self._store(conn)
             for name in PROJECTION_TABLES:
                 conn.execute(text(f"DELETE FROM {name}"))
-            read += self._rebuild_orders(conn, progress)
-            self._rebuild_parcels(conn)
-            self._rebuild_stock(conn)
+            read += self._rebuild_orders(conn, store, progress)
+            self._rebuild_parcels(conn, store)
+            self._rebuild_stock(conn, store)
+        store.committed()
         return read
+
+    # --- one transaction's work -------------------------------------------------------
+
+    def _store(self, conn: Connection) -> _Store:
+        return _PgStore(conn) if self._pg else _SqlStore(conn)
+
+    def _apply_pg(self, batch: list[EventRecord], result: ApplyResult) -> None:
+        units = _unit_keys(batch)
+        waiting: set[str] = set()
+        with self.engine.begin() as conn:
+            store = _PgStore(conn)
+            busy = store.try_lock(sorted(set().union(*units.values())))
+            if busy:
+                waiting = {u for u, keys in units.items() if not keys.isdisjoint(busy)}
+            self._apply(store, [e for e in batch if _unit(e) not in waiting] if waiting else batch,
+                        result)
+        store.committed()
+        if not waiting:
+            return
+        # The orders another worker holds: wait for them, in a transaction of their own.
+        with self.engine.begin() as conn:
+            store = _PgStore(conn)
+            store.lock(sorted(set().union(*(units[u] for u in waiting))))
+            self._apply(store, [e for e in batch if _unit(e) in waiting], result)
+        store.committed()
+        position = {e.event_id: i for i, e in enumerate(batch)}
+        result.new_events.sort(key=lambda e: position[e.event_id])
+
+    def _apply(self, store: _Store, batch: Sequence[EventRecord], result: ApplyResult) -> None:
+        if not batch:
+            return
+        json = store.json
+        new_ids = store.insert_events([
+            (e.event_id, e.type, e.occurred_at, e.source, e.order_id, e.parcel_id, json(e.payload))
+            for e in batch
+        ])
+        new = [e for e in batch if e.event_id in new_ids]
+        result.accepted += len(new)
+        result.duplicates += len(batch) - len(new)
+        result.new_events.extend(new)
+        self._project_orders(store, new, result)
+        self._project_parcels(store, [e for e in new if e.type == "parcel.scanned"])
+        self._project_stock(store, [e for e in new if e.type == "stock.level"])
 
     # --- orders ---------------------------------------------------------------------
 
-    def _lock(self, conn: Connection, batch: Sequence[EventRecord]) -> None:
-        keys = {_lock_key("o", e.order_id) for e in batch if e.order_id}
-        keys |= {_lock_key("p", p) for e in batch if e.type == "parcel.scanned" and (p := e.parcel_id)}
-        if any(e.type == "stock.level" for e in batch):
-            keys.add(_lock_key("s", "stock"))
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k"),
-            {"keys": sorted(keys)},
-        )
-
-    def _project_orders(self, conn: Connection, new: Sequence[EventRecord], result: ApplyResult) -> None:
+    def _project_orders(self, store: _Store, new: Sequence[EventRecord], result: ApplyResult) -> None:
         by_order: dict[str, list[EventRecord]] = defaultdict(list)
         for e in new:
             if e.order_id is not None and e.type != "stock.level":
@@ -176,142 +464,127 @@ class Projector:
         if not by_order:
             return
         ids = sorted(by_order)
-        existing = self._load_orders(conn, ids)
+        existing = self._load_orders(store, ids)
         creating = [
             o for o in ids
             if o not in existing and any(e.type == "order.created" for e in by_order[o])
         ]
-        with_held = self._orders_with_held(conn, creating)
+        with_held = store.held_orders(creating)
 
+        letters: list[DeadLetter] = []
         states: list[OrderState] = []
         refold: list[str] = []
-        held_rows: list[dict[str, Any]] = []
+        stored: dict[str, int] = {}  # order -> last stage visit already stored
+        held_rows: list[tuple[str, str]] = []
+        sort_key = EventRecord.sort_key
         for order_id in ids:
-            evs = sorted(by_order[order_id], key=EventRecord.sort_key)
+            evs = by_order[order_id]
+            if len(evs) > 1:
+                evs.sort(key=sort_key)
             state = existing.get(order_id)
             if state is None:
                 if order_id in creating and order_id not in with_held:
                     fresh, dead = fold_order(evs, self.flows)
                     assert fresh is not None
                     states.append(fresh)
-                    result.dead_letters.extend(dead)
+                    letters.extend(dead)
                 elif order_id in creating:
                     refold.append(order_id)
                 else:
-                    held_rows.extend({"event_id": e.event_id, "order_id": order_id} for e in evs)
+                    held_rows.extend((e.event_id, order_id) for e in evs)
             elif state.last_key is not None and evs[0].sort_key() > state.last_key:
+                stored[order_id] = state.current.seq
                 for e in evs:
                     letter = apply_order_event(state, e, self.flows)
                     if letter is not None:
-                        result.dead_letters.append(letter)
+                        letters.append(letter)
                 states.append(state)
             else:
                 refold.append(order_id)
 
-        refolded = self._refold_orders(conn, refold, result)
-        result.held = len(held_rows)
-        insert_ignore(conn, HELD, held_rows)
+        refolded = self._refold_orders(store, refold, letters)
+        result.held += len(held_rows)
+        store.insert_ignore(HELD, HELD_COLS, held_rows)
         if with_held:
-            conn.execute(delete(HELD).where(HELD.c.order_id.in_(sorted(with_held))))
+            store.delete_in(HELD, "order_id", sorted(with_held))
         # A refold recomputes everything of the order, its dead letters included: an
         # event dead-lettered under an earlier, partial view may apply now.
-        for chunk in _chunks(sorted(refold)):
-            conn.execute(delete(VISITS).where(VISITS.c.order_id.in_(chunk)))
-            conn.execute(delete(DEAD).where(DEAD.c.order_id.in_(chunk)))
+        if refold:
+            store.delete_in(VISITS, "order_id", sorted(refold))
+            store.delete_in(DEAD, "order_id", sorted(refold))
         all_states = states + list(refolded.values())
-        self._save_orders(conn, all_states)
-        self._save_dead(conn, result.dead_letters)
-        result.changed_orders = all_states
+        self._save_orders(store, all_states, existing.keys(), stored)
+        self._save_dead(store, letters)
+        result.dead_letters.extend(letters)
+        result.changed_orders.extend(all_states)
 
     def _refold_orders(
-        self, conn: Connection, order_ids: Sequence[str], result: ApplyResult
+        self, store: _Store, order_ids: Sequence[str], letters: list[DeadLetter]
     ) -> dict[str, OrderState]:
         if not order_ids:
             return {}
         events: dict[str, list[EventRecord]] = defaultdict(list)
-        for chunk in _chunks(list(order_ids)):
-            rows = conn.execute(
-                select(EVENTS).where(EVENTS.c.order_id.in_(chunk), EVENTS.c.type != "stock.level")
-            )
-            for row in rows:
-                events[row.order_id].append(_record(row))
+        for e in store.order_events(list(order_ids)):
+            assert e.order_id is not None
+            events[e.order_id].append(e)
         out: dict[str, OrderState] = {}
         for order_id in order_ids:
             state, dead = fold_order(events[order_id], self.flows)
-            result.dead_letters.extend(dead)
+            letters.extend(dead)
             if state is not None:
                 out[order_id] = state
         return out
 
-    def _orders_with_held(self, conn: Connection, order_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _chunks(list(order_ids)):
-            found |= set(
-                conn.execute(select(HELD.c.order_id).where(HELD.c.order_id.in_(chunk)).distinct()).scalars()
-            )
-        return found
-
-    def _load_orders(self, conn: Connection, order_ids: Sequence[str]) -> dict[str, OrderState]:
+    def _load_orders(self, store: _Store, order_ids: Sequence[str]) -> dict[str, OrderState]:
         out: dict[str, OrderState] = {}
-        cols = [
-            ORDERS.c.order_id, ORDERS.c.flow, ORDERS.c.priority, ORDERS.c.custom,
-            ORDERS.c.promised_at, ORDERS.c.created_at, ORDERS.c.status, ORDERS.c.delivered_at,
-            ORDERS.c.cancelled_at, ORDERS.c.last_event_at, ORDERS.c.customer_id,
-            ORDERS.c.channel, ORDERS.c.city, ORDERS.c.checkpoint,
-        ]
-        for chunk in _chunks(list(order_ids)):
-            for r in conn.execute(select(*cols).where(ORDERS.c.order_id.in_(chunk))):
-                out[r.order_id] = OrderState.restore(
-                    order_id=r.order_id, flow=r.flow, priority=r.priority, custom=r.custom,
-                    promised_at=r.promised_at, created_at=r.created_at, status=r.status,
-                    delivered_at=r.delivered_at, cancelled_at=r.cancelled_at,
-                    last_event_at=r.last_event_at, customer_id=r.customer_id,
-                    channel=r.channel, city=r.city, checkpoint=r.checkpoint,
-                )
+        for r in store.rows_in(ORDERS, ORDER_STATE_COLS, "order_id", order_ids):
+            out[r[0]] = OrderState.restore(
+                order_id=r[0], flow=r[1], priority=r[2], custom=r[3], promised_at=r[4],
+                created_at=r[5], status=r[6], delivered_at=r[7], cancelled_at=r[8],
+                last_event_at=r[9], customer_id=r[10], channel=r[11], city=r[12], checkpoint=r[13],
+            )
         return out
 
-    def _save_orders(self, conn: Connection, states: Sequence[OrderState]) -> None:
+    def _save_orders(self, store: _Store, states: Sequence[OrderState],
+                     existing: Collection[str] = (), stored: Mapping[str, int] | None = None) -> None:
+        """Write order rows and changed stage visits. Rows of orders not in ``existing``,
+        and visits above ``stored[order]`` (all of them for an order not in it), are new."""
         if not states:
             return
-        rows = []
-        visits = []
+        json = store.json
+        flows = self.flows
+        stored = stored or {}
+        rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])  # (new, stored)
+        visits: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
         for s in states:
             assert s.last_event_at is not None
-            rows.append({
-                "order_id": s.order_id, "flow": s.flow, "stage": s.stage,
-                "stage_seq": s.current.seq, "status": s.status, "priority": s.priority,
-                "custom": s.custom, "promised_at": s.promised_at, "created_at": s.created_at,
-                "delivered_at": s.delivered_at, "cancelled_at": s.cancelled_at,
-                "last_event_at": s.last_event_at, "late": s.late(),
-                "at_risk": s.at_risk(self.flows), "customer_id": s.customer_id,
-                "channel": s.channel, "city": s.city, "checkpoint": s.checkpoint(),
-            })
+            rows[s.order_id in existing].append((
+                s.order_id, s.flow, s.stage, s.current.seq, s.status, False, s.priority, s.custom,
+                s.promised_at, s.created_at, s.delivered_at, s.cancelled_at, s.last_event_at,
+                s.late(), s.at_risk(flows), s.customer_id, s.channel, s.city, json(s.checkpoint()),
+            ))
+            since = s.changed_from_seq
+            upto = stored.get(s.order_id, -1)
             for v in s.visits:
-                if v.seq >= s.changed_from_seq:
-                    visits.append({
-                        "order_id": s.order_id, "seq": v.seq, "flow": s.flow, "stage": v.stage,
-                        "entered_at": v.entered_at, "started_at": v.started_at,
-                        "completed_at": v.completed_at,
-                    })
-        for chunk in _chunks(rows, 2_000):
-            upsert(conn, ORDERS, chunk, ["order_id"])
-        for chunk in _chunks(visits, 2_000):
-            upsert(conn, VISITS, chunk, ["order_id", "seq"])
+                if v.seq >= since:
+                    visits[v.seq <= upto].append((s.order_id, v.seq, s.flow, v.stage, v.entered_at,
+                                                  v.started_at, v.completed_at))
+        store.upsert(ORDERS, ORDER_COLS, rows[1], ("order_id",), keep=("frozen",))
+        store.insert_fresh(ORDERS, ORDER_COLS, rows[0], ("order_id",), keep=("frozen",))
+        store.upsert(VISITS, VISIT_COLS, visits[1], ("order_id", "seq"))
+        store.insert_fresh(VISITS, VISIT_COLS, visits[0], ("order_id", "seq"))
 
-    def _save_dead(self, conn: Connection, letters: Sequence[DeadLetter]) -> None:
+    def _save_dead(self, store: _Store, letters: Sequence[DeadLetter]) -> None:
         now = datetime.now(UTC)
-        insert_ignore(
-            conn, DEAD,
-            [{"event_id": d.event_id, "order_id": d.order_id, "reason": d.reason, "recorded_at": now}
-             for d in letters],
-        )
+        store.insert_ignore(DEAD, DEAD_COLS, [(d.event_id, d.order_id, d.reason, now) for d in letters])
 
-    def _rebuild_orders(self, conn: Connection, progress: Callable[[int], None] | None) -> int:
+    def _rebuild_orders(self, conn: Connection, store: _Store,
+                        progress: Callable[[int], None] | None) -> int:
         read = 0
         current: str | None = None
         bucket: list[EventRecord] = []
         states: list[OrderState] = []
-        held: list[dict[str, Any]] = []
+        held: list[tuple[str, str]] = []
         dead: list[DeadLetter] = []
 
         def flush() -> None:
@@ -320,7 +593,7 @@ class Projector:
             state, letters = fold_order(bucket, self.flows)
             dead.extend(letters)
             if state is None:
-                held.extend({"event_id": e.event_id, "order_id": current} for e in bucket)
+                held.extend((e.event_id, current) for e in bucket)
             else:
                 states.append(state)
 
@@ -337,22 +610,22 @@ class Projector:
                 bucket = []
                 current = row.order_id
                 if len(states) >= 5_000:
-                    self._save_orders(conn, states)
+                    self._save_orders(store, states)
                     states.clear()
                     if progress:
                         progress(read)
             bucket.append(_record(row))
         flush()
-        self._save_orders(conn, states)
-        insert_ignore(conn, HELD, held)
-        self._save_dead(conn, dead)
+        self._save_orders(store, states)
+        store.insert_ignore(HELD, HELD_COLS, held)
+        self._save_dead(store, dead)
         if progress:
             progress(read)
         return read
 
     # --- parcels at hubs --------------------------------------------------------------
 
-    def _project_parcels(self, conn: Connection, scans: Sequence[EventRecord]) -> None:
+    def _project_parcels(self, store: _Store, scans: Sequence[EventRecord]) -> None:
         by_parcel: dict[str, list[EventRecord]] = defaultdict(list)
         for e in scans:
             if e.parcel_id:
@@ -360,15 +633,20 @@ class Projector:
         if not by_parcel:
             return
         ids = sorted(by_parcel)
-        existing = self._load_parcels(conn, ids)
+        existing = self._load_parcels(store, ids)
         states: list[ParcelState] = []
         refold: list[str] = []
+        stored: dict[str, int] = {}  # parcel -> last hub visit already stored
+        sort_key = EventRecord.sort_key
         for pid in ids:
-            evs = sorted(by_parcel[pid], key=EventRecord.sort_key)
+            evs = by_parcel[pid]
+            if len(evs) > 1:
+                evs.sort(key=sort_key)
             state = existing.get(pid)
             if state is None:
                 states.append(fold_parcel(pid, evs))
             elif state.last_key is not None and evs[0].sort_key() > state.last_key:
+                stored[pid] = state.visits[-1].seq if state.visits else -1
                 for e in evs:
                     apply_parcel_scan(state, e)
                 states.append(state)
@@ -376,76 +654,77 @@ class Projector:
                 refold.append(pid)
         if refold:
             scans_by: dict[str, list[EventRecord]] = defaultdict(list)
-            for chunk in _chunks(refold):
-                rows = conn.execute(
-                    select(EVENTS).where(EVENTS.c.parcel_id.in_(chunk), EVENTS.c.type == "parcel.scanned")
-                )
-                for row in rows:
-                    scans_by[row.parcel_id].append(_record(row))
-                conn.execute(delete(HUB_VISITS).where(HUB_VISITS.c.parcel_id.in_(chunk)))
+            for e in store.parcel_scans(refold):
+                assert e.parcel_id is not None
+                scans_by[e.parcel_id].append(e)
+            store.delete_in(HUB_VISITS, "parcel_id", refold)
             states.extend(fold_parcel(pid, scans_by[pid]) for pid in refold)
-        self._save_parcels(conn, states)
+        self._save_parcels(store, states, existing.keys(), stored)
 
-    def _load_parcels(self, conn: Connection, ids: Sequence[str]) -> dict[str, ParcelState]:
+    def _load_parcels(self, store: _Store, ids: Sequence[str]) -> dict[str, ParcelState]:
         out: dict[str, ParcelState] = {}
-        for chunk in _chunks(list(ids)):
-            for r in conn.execute(select(PARCELS).where(PARCELS.c.parcel_id.in_(chunk))):
-                cp = r.checkpoint
-                lk = cp["last_key"]
-                last = cp.get("last_visit")
-                visits = []
-                if last:
-                    visits.append(HubVisit(
-                        seq=last["seq"], hub_id=last["hub_id"],
-                        arrived_at=datetime.fromisoformat(last["arrived_at"]),
-                        departed_at=(datetime.fromisoformat(last["departed_at"])
-                                     if last["departed_at"] else None),
-                    ))
-                out[r.parcel_id] = ParcelState(
-                    parcel_id=r.parcel_id, carrier=r.carrier, status=r.status,
-                    last_scan_at=r.last_scan_at,
-                    last_key=(lk[0], datetime.fromisoformat(lk[1]), lk[2]),
-                    visits=visits,
-                    changed_from_seq=(last["seq"] + 1) if last else 0,
-                )
+        for parcel_id, carrier, status, last_scan_at, cp in store.rows_in(
+            PARCELS, PARCEL_STATE_COLS, "parcel_id", ids
+        ):
+            lk = cp["last_key"]
+            last = cp.get("last_visit")
+            visits = []
+            if last:
+                visits.append(HubVisit(
+                    seq=last["seq"], hub_id=last["hub_id"],
+                    arrived_at=datetime.fromisoformat(last["arrived_at"]),
+                    departed_at=(datetime.fromisoformat(last["departed_at"])
+                                 if last["departed_at"] else None),
+                ))
+            out[parcel_id] = ParcelState(
+                parcel_id=parcel_id, carrier=carrier, status=status,
+                last_scan_at=last_scan_at,
+                last_key=(lk[0], datetime.fromisoformat(lk[1]), lk[2]),
+                visits=visits,
+                changed_from_seq=(last["seq"] + 1) if last else 0,
+            )
         return out
 
-    def _save_parcels(self, conn: Connection, states: Sequence[ParcelState]) -> None:
-        rows = []
-        visits = []
+    def _save_parcels(self, store: _Store, states: Sequence[ParcelState],
+                      existing: Collection[str] = (), stored: Mapping[str, int] | None = None) -> None:
+        """Write parcel rows and changed hub visits; new ones as in :meth:`_save_orders`."""
+        json = store.json
+        stored = stored or {}
+        rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])  # (new, stored)
+        visits: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
         for s in states:
             if s.last_key is None or s.last_scan_at is None:
                 continue
             last = s.visits[-1] if s.visits else None
             open_visit = s.open_visit
-            rows.append({
-                "parcel_id": s.parcel_id, "carrier": s.carrier, "status": s.status,
-                "hub_id": open_visit.hub_id if open_visit else None,
-                "last_scan_at": s.last_scan_at,
-                "checkpoint": {
+            rows[s.parcel_id in existing].append((
+                s.parcel_id, s.carrier, s.status, open_visit.hub_id if open_visit else None,
+                s.last_scan_at,
+                json({
                     "last_key": [s.last_key[0], s.last_key[1].isoformat(), s.last_key[2]],
                     "last_visit": {
                         "seq": last.seq, "hub_id": last.hub_id,
                         "arrived_at": last.arrived_at.isoformat(),
                         "departed_at": last.departed_at.isoformat() if last.departed_at else None,
                     } if last else None,
-                },
-            })
+                }),
+            ))
+            upto = stored.get(s.parcel_id, -1)
             for v in s.visits:
                 if v.seq >= s.changed_from_seq:
-                    visits.append({
-                        "parcel_id": s.parcel_id, "seq": v.seq, "hub_id": v.hub_id,
-                        "arrived_at": v.arrived_at, "departed_at": v.departed_at,
-                        "arrived_hour": _epoch_hour(v.arrived_at),
-                        "departed_hour": _epoch_hour(v.departed_at) if v.departed_at else None,
-                        "dwell_s": (v.departed_at - v.arrived_at).total_seconds() if v.departed_at else None,
-                    })
-        for chunk in _chunks(rows, 2_000):
-            upsert(conn, PARCELS, chunk, ["parcel_id"])
-        for chunk in _chunks(visits, 2_000):
-            upsert(conn, HUB_VISITS, chunk, ["parcel_id", "seq"])
+                    departed = v.departed_at
+                    visits[v.seq <= upto].append((
+                        s.parcel_id, v.seq, v.hub_id, v.arrived_at, departed,
+                        _epoch_hour(v.arrived_at),
+                        _epoch_hour(departed) if departed else None,
+                        (departed - v.arrived_at).total_seconds() if departed else None,
+                    ))
+        store.upsert(PARCELS, PARCEL_COLS, rows[1], ("parcel_id",))
+        store.insert_fresh(PARCELS, PARCEL_COLS, rows[0], ("parcel_id",))
+        store.upsert(HUB_VISITS, HUB_VISIT_COLS, visits[1], ("parcel_id", "seq"))
+        store.insert_fresh(HUB_VISITS, HUB_VISIT_COLS, visits[0], ("parcel_id", "seq"))
 
-    def _rebuild_parcels(self, conn: Connection) -> None:
+    def _rebuild_parcels(self, conn: Connection, store: _Store) -> None:
         stmt = (
             select(EVENTS)
             .where(EVENTS.c.type == "parcel.scanned", EVENTS.c.parcel_id.is_not(None))
@@ -460,17 +739,17 @@ class Projector:
                 if current is not None:
                     states.append(fold_parcel(current, bucket))
                 if len(states) >= 5_000:
-                    self._save_parcels(conn, states)
+                    self._save_parcels(store, states)
                     states.clear()
                 current, bucket = row.parcel_id, []
             bucket.append(_record(row))
         if current is not None:
             states.append(fold_parcel(current, bucket))
-        self._save_parcels(conn, states)
+        self._save_parcels(store, states)
 
     # --- stock -------------------------------------------------------------------------
 
-    def _project_stock(self, conn: Connection, events: Sequence[EventRecord]) -> None:
+    def _project_stock(self, store: _Store, events: Sequence[EventRecord]) -> None:
         latest: dict[tuple[str, str], EventRecord] = {}
         for e in events:
             key = (str(e.payload["warehouse_id"]), str(e.payload["sku"]))
@@ -478,13 +757,11 @@ class Projector:
             if best is None or (e.occurred_at, e.event_id) > (best.occurred_at, best.event_id):
                 latest[key] = e
         rows = [
-            {"warehouse_id": w, "sku": s, "on_hand": int(e.payload["on_hand"]),
-             "as_of": e.occurred_at, "event_id": e.event_id}
+            (w, s, int(e.payload["on_hand"]), e.occurred_at, e.event_id)
             for (w, s), e in sorted(latest.items())
         ]
-        for chunk in _chunks(rows, 2_000):
-            upsert(conn, STOCK, chunk, ["warehouse_id", "sku"], newer_than=("as_of", "event_id"))
+        store.upsert(STOCK, STOCK_COLS, rows, ("warehouse_id", "sku"), newer_than=("as_of", "event_id"))
 
-    def _rebuild_stock(self, conn: Connection) -> None:
+    def _rebuild_stock(self, conn: Connection, store: _Store) -> None:
         rows = conn.execute(select(EVENTS).where(EVENTS.c.type == "stock.level"))
-        self._project_stock(conn, [_record(r) for r in rows])
+        self._project_stock(store, [_record(r) for r in rows])

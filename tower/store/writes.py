@@ -18,6 +18,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
+import psycopg
+from psycopg import postgres, pq
+from psycopg.adapt import Dumper
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -93,28 +96,24 @@ def upsert(
     conn.execute(stmt, list(rows))
 
 
-# --- PostgreSQL: binary COPY into temporary tables, then one set-based statement ----------
+# --- PostgreSQL: binary COPY, straight into the table or through a staging table ----------
 
 
-def json_text(value: Any) -> str:
-    """JSON text of a value for a JSON column (orjson, or the stdlib for what it refuses)."""
+def json_bytes(value: Any) -> bytes:
+    """JSON of a value for a JSON column (orjson, or the stdlib for what orjson refuses)."""
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value)
     except TypeError:  # e.g. integers beyond 64 bits
-        return json.dumps(value)
-
-
-def _is_json(column: Column[Any]) -> bool:
-    return isinstance(column.type, JSON)
+        return json.dumps(value).encode()
 
 
 def _copy_type(column: Column[Any]) -> str:
-    """The PostgreSQL type name psycopg dumps a column's values as, in a binary COPY."""
+    """The PostgreSQL type a column's values are sent as in a binary COPY."""
     kind = column.type
     if isinstance(kind, TypeDecorator):
         kind = kind.impl_instance
     if isinstance(kind, JSON):
-        return "text"  # the staging column is text; cast to jsonb when moved
+        return "jsonb"  # JSON text, see _JsonbTextDumper
     if isinstance(kind, BigInteger):
         return "int8"
     if isinstance(kind, Integer):
@@ -134,23 +133,54 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _names(columns: Sequence[str]) -> str:
+    return ", ".join(_quote(c) for c in columns)
+
+
+class _JsonText:
+    """Marker type under which :class:`_JsonbTextDumper` is registered."""
+
+
+class _JsonbTextDumper(Dumper):
+    """JSON text (bytes or str) in binary jsonb form: a version byte, then the text."""
+
+    format = pq.Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + (obj if isinstance(obj, bytes) else str(obj).encode())
+
+
+def id_list(values: Iterable[Any]) -> str:
+    """A list parameter as JSON text, for ``= ANY(ARRAY(SELECT json_array_elements_text(%s::json)))``:
+    much cheaper to send than an array parameter."""
+    return orjson.dumps(list(values)).decode()
+
+
+ANY_IDS = "ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
+# Statements with ANY_IDS run unprepared: a cached generic plan would not see how many
+# ids there are nor how the table grew since, and may keep a sequential scan.
+
+
 class PgBulk:
     """Set-based writes through psycopg on the connection of a SQLAlchemy transaction.
 
-    Values go in as Python objects in ``columns`` order; JSON columns take JSON text
-    (:func:`json_text`). Staging tables are ``ON COMMIT DELETE ROWS`` temporary tables,
-    created once per database connection; call :meth:`committed` after the
-    transaction committed so they are known to exist on the next one.
+    Rows are tuples in ``columns`` order; JSON columns take JSON text (:func:`json_bytes`).
+    Rows that are known to be new are COPY-ed straight into the table (inside a
+    savepoint: if one exists after all, they are upserted instead). Other rows go
+    through an ``ON COMMIT DELETE ROWS`` staging table, created once per database
+    connection; call :meth:`committed` after the transaction committed so that it is
+    known to exist in the next one.
     """
 
-    _KNOWN = "tower_pg_bulk_temp_tables"
+    _KNOWN = "tower_pg_bulk_staging_tables"
 
     def __init__(self, conn: Connection) -> None:
         driver = conn.connection.driver_connection
         if driver is None:
             raise RuntimeError("no DBAPI connection")
-        self.driver: Any = driver
         self.cursor: Any = driver.cursor()
+        self.cursor.adapters.register_dumper(_JsonText, _JsonbTextDumper)
         self._known: set[str] = conn.info.setdefault(self._KNOWN, set())
         self._created: set[str] = set()
         self._filled: set[str] = set()
@@ -159,45 +189,52 @@ class PgBulk:
         self._known |= self._created
         self._created.clear()
 
+    def _copy(self, target: str, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        with self.cursor.copy(f"COPY {target} ({_names(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([_copy_type(table.c[c]) for c in columns])
+            for row in rows:
+                copy.write_row(row)
+
     def stage(self, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-        """COPY rows into a temporary table with ``table``'s ``columns``; return its name."""
+        """COPY rows into a staging table with ``table``'s ``columns``; return its name."""
         name = f"tower_stage_{table.name}_{zlib.crc32(','.join(columns).encode()):08x}"
-        cols = [table.c[c] for c in columns]
         if name not in self._known and name not in self._created:
-            select = ", ".join(
-                f"{_quote(c.name)}::text AS {_quote(c.name)}" if _is_json(c) else _quote(c.name)
-                for c in cols
-            )
             self.cursor.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {name} ON COMMIT DELETE ROWS AS "
-                f"SELECT {select} FROM {_quote(table.name)} WITH NO DATA"
+                f"SELECT {_names(columns)} FROM {_quote(table.name)} WITH NO DATA"
             )
             self._created.add(name)
         elif name in self._filled:
             self.cursor.execute(f"TRUNCATE {name}")
         self._filled.add(name)
-        names = ", ".join(_quote(c) for c in columns)
-        with self.cursor.copy(f"COPY {name} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types([_copy_type(c) for c in cols])
-            for row in rows:
-                copy.write_row(row)
+        self._copy(name, table, columns, rows)
         return name
 
-    @staticmethod
-    def _select(table: Table, columns: Sequence[str]) -> str:
-        return ", ".join(
-            f"{_quote(c)}::jsonb" if _is_json(table.c[c]) else _quote(c) for c in columns
-        )
+    def _copy_fresh(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
+        """COPY rows straight into ``table``; False (and nothing written) if a key exists."""
+        self.cursor.execute("SAVEPOINT tower_copy")
+        try:
+            self._copy(_quote(table.name), table, columns, rows)
+        except psycopg.errors.UniqueViolation:
+            self.cursor.execute("ROLLBACK TO SAVEPOINT tower_copy")
+            return False
+        self.cursor.execute("RELEASE SAVEPOINT tower_copy")
+        return True
 
     def insert_new(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]],
                    key: str) -> set[str]:
-        """Insert rows whose ``key`` is not present yet; return the keys actually inserted."""
+        """Insert rows whose ``key`` is not present yet; return the keys actually inserted.
+
+        Tries a straight COPY first (the usual case: every row is new).
+        """
         if not rows:
             return set()
+        index = columns.index(key)
+        if self._copy_fresh(table, columns, rows):
+            return {r[index] for r in rows}
         staged = self.stage(table, columns, rows)
         self.cursor.execute(
-            f"INSERT INTO {_quote(table.name)} ({', '.join(_quote(c) for c in columns)}) "
-            f"SELECT {self._select(table, columns)} FROM {staged} "
+            f"INSERT INTO {_quote(table.name)} ({_names(columns)}) SELECT {_names(columns)} FROM {staged} "
             f"ON CONFLICT ({_quote(key)}) DO NOTHING RETURNING {_quote(key)}"
         )
         return {r[0] for r in self.cursor.fetchall()}
@@ -208,9 +245,15 @@ class PgBulk:
             return
         staged = self.stage(table, columns, rows)
         self.cursor.execute(
-            f"INSERT INTO {_quote(table.name)} ({', '.join(_quote(c) for c in columns)}) "
-            f"SELECT {self._select(table, columns)} FROM {staged} ON CONFLICT DO NOTHING"
+            f"INSERT INTO {_quote(table.name)} ({_names(columns)}) SELECT {_names(columns)} FROM {staged} "
+            "ON CONFLICT DO NOTHING"
         )
+
+    def insert_fresh(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                     keys: Sequence[str], *, keep: Sequence[str] = ()) -> None:
+        """Insert rows believed new with a straight COPY; should one exist, upsert them all."""
+        if rows and not self._copy_fresh(table, columns, rows):
+            self.upsert(table, columns, rows, keys, keep=keep)
 
     def upsert(
         self,
@@ -236,13 +279,13 @@ class PgBulk:
             theirs = ", ".join(f"{target}.{_quote(c)}" for c in newer_than)
             where = f" WHERE ({mine}) > ({theirs})"
         self.cursor.execute(
-            f"INSERT INTO {target} ({', '.join(_quote(c) for c in columns)}) "
-            f"SELECT {self._select(table, columns)} FROM {staged} "
-            f"ON CONFLICT ({', '.join(_quote(k) for k in keys)}) DO UPDATE SET {update}{where}"
+            f"INSERT INTO {target} ({_names(columns)}) SELECT {_names(columns)} FROM {staged} "
+            f"ON CONFLICT ({_names(keys)}) DO UPDATE SET {update}{where}"
         )
 
     def delete_in(self, table: Table, column: str, values: Sequence[Any]) -> None:
         if values:
             self.cursor.execute(
-                f"DELETE FROM {_quote(table.name)} WHERE {_quote(column)} = ANY(%s)", (list(values),)
+                f"DELETE FROM {_quote(table.name)} WHERE {_quote(column)} = {ANY_IDS}", (id_list(values),),
+                prepare=False,
             )
