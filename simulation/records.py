@@ -1,0 +1,105 @@
+"""Flat records a simulation run produces (one row per thing, like Ciw's records).
+
+Times are simulated hours since the scenario's ``start``. Statistics and reports are
+computed from these records only, so any table tool can read them too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True, frozen=True)
+class StageVisit:
+    """One order's pass through one stage: queued at ``arrived_h``, served from
+    ``started_h`` to ``finished_h`` on ``resource``. Rework makes a second visit."""
+
+    order_id: str
+    flow: str
+    stage: str
+    resource: str
+    rush: bool
+    arrived_h: float
+    started_h: float
+    finished_h: float
+    rework: bool = False
+
+    @property
+    def wait_h(self) -> float:
+        return self.started_h - self.arrived_h
+
+    @property
+    def work_h(self) -> float:
+        return self.finished_h - self.started_h
+
+
+@dataclass(slots=True, frozen=True)
+class OrderOutcome:
+    """An order from creation to its end (``done_h`` None = still open at the horizon)."""
+
+    order_id: str
+    flow: str
+    rush: bool
+    custom: bool
+    created_h: float
+    promised_h: float
+    done_h: float | None
+    status: str  # "delivered" | "cancelled" | "lost" | "in_progress"
+
+    @property
+    def lead_time_h(self) -> float | None:
+        return None if self.done_h is None else self.done_h - self.created_h
+
+    @property
+    def on_time(self) -> bool | None:
+        return None if self.done_h is None else self.done_h <= self.promised_h
+
+
+@dataclass(slots=True, frozen=True)
+class ResourceUsage:
+    """Busy and available server-hours of one resource over a window of the run."""
+
+    resource: str
+    flow: str
+    stage: str
+    capacity: int
+    busy_h: float        # integral of servers busy over the window
+    available_h: float   # integral of servers on shift over the window
+    queue_area_h: float  # integral of queue length over the window (L_q x time)
+    window_h: float
+
+    @property
+    def utilization(self) -> float:
+        return self.busy_h / self.available_h if self.available_h > 0 else 0.0
+
+    @property
+    def queue_len_mean(self) -> float:
+        return self.queue_area_h / self.window_h if self.window_h > 0 else 0.0
+
+
+@dataclass(slots=True, frozen=True)
+class GroundTruth:
+    """An injected disruption: what, where, when (for measuring rule detection)."""
+
+    kind: str          # hub_outage | supplier_delay | stock_out | compressor_failure | ...
+    where: str         # hub, warehouse, stage or parcel id
+    start_h: float
+    end_h: float
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class RunResult:
+    """Everything one replication produced."""
+
+    scenario: str
+    seed: int
+    replication: int
+    horizon_h: float
+    warmup_h: float
+    visits: list[StageVisit] = field(default_factory=list)
+    orders: list[OrderOutcome] = field(default_factory=list)
+    resources: list[ResourceUsage] = field(default_factory=list)
+    ground_truth: list[GroundTruth] = field(default_factory=list)
+    event_counts: dict[str, int] = field(default_factory=dict)
+    sim_events: int = 0  # SimPy events processed (for the benchmark)
