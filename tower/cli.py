@@ -1,17 +1,19 @@
-"""The `tower` command: serve, demo, worker, ingest, schema, db and projections."""
+"""The `tower` command: serve, demo, worker, ingest, schema, db, projections, simulate, scenario."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -31,6 +33,8 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 projections_app = typer.Typer(help="Projections kept by the projector.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(projections_app, name="projections")
+scenario_app = typer.Typer(help="Simulation scenarios: their JSON Schema and checks.", no_args_is_help=True)
+app.add_typer(scenario_app, name="scenario")
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -255,6 +259,145 @@ def projections_rebuild() -> None:
     finally:
         tower.close()
     console.print(f"rebuilt projections from {read} events")
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[Path, typer.Option(help="Scenario TOML file (see data/scenarios/).",
+                                           dir_okay=False)],
+    days: Annotated[float | None, typer.Option(
+        help="Simulated days, warm-up included (default: the scenario's horizon_days).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the scenario's).")] = None,
+    replications: Annotated[int, typer.Option(min=1, help="Independent replications.")] = 1,
+    warmup_days: Annotated[float | None, typer.Option(
+        help="Days deleted from the statistics at the start (default: the scenario's).")] = None,
+    events: Annotated[Path | None, typer.Option(
+        help="Write the events of replication 0 here, NDJSON, one per line.", dir_okay=False)] = None,
+    json_report: Annotated[Path | None, typer.Option(
+        "--json", help="Write the JSON report here.", dir_okay=False)] = None,
+    processes: Annotated[int, typer.Option(min=1, help="Local processes running replications.")] = 1,
+) -> None:
+    """Simulate a scenario: a summary of the run, and optionally its events and JSON report.
+
+    With --replications R > 1 every figure is the mean across replications with its
+    95 % confidence interval.
+    """
+    from simulation.report import NdjsonEvents, build_report
+    from simulation.scenario import ScenarioError, load_scenario
+    from simulation.stats import run_replications
+
+    try:
+        loaded, flow_book = load_scenario(scenario)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    seed = loaded.seed if seed is None else seed
+    horizon = loaded.horizon_days if days is None else days
+    warmup = loaded.warmup_days if warmup_days is None else warmup_days
+    if horizon <= 0 or not 0 <= warmup < horizon:
+        _fail(f"--days must be positive and --warmup-days in [0, days): got {horizon:g} and {warmup:g}")
+    with contextlib.ExitStack() as stack:
+        sink = None
+        if events is not None:
+            sink = NdjsonEvents(stack.enter_context(events.open("wb", buffering=1 << 20)))
+        progress = stack.enter_context(Progress(
+            TextColumn("[bold]simulate[/bold]"), BarColumn(), TextColumn("{task.description}"),
+            TimeElapsedColumn(), console=console, transient=True))
+        task = progress.add_task(f"0/{replications} replications", total=replications)
+
+        def done(n: int, total: int) -> None:
+            progress.update(task, completed=n, description=f"{n}/{total} replications")
+
+        try:
+            runs = run_replications(loaded, flow_book, seed=seed, replications=replications, days=horizon,
+                                    warmup_days=warmup, processes=processes, sink=sink, progress=done)
+        except ValueError as exc:
+            _fail(f"{scenario}: {exc}")
+    report = build_report(loaded, runs)
+    if json_report is not None:
+        json_report.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = Console(soft_wrap=False)
+    for renderable in _summary(report):
+        out.print(renderable)
+    if sink is not None:
+        out.print(f"{sink.count:,} events of replication 0 written to {events}")
+    if json_report is not None:
+        out.print(f"report written to {json_report}")
+
+
+def _fail(message: str) -> NoReturn:
+    console.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(2)
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    """A report figure for the terminal: a number, or mean ± half-width."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        mean = _fmt(value["mean"], digits)
+        half = value["half_width"]
+        return mean if half is None else f"{mean} ± {_fmt(half, digits)}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def _summary(report: dict[str, Any]) -> list[Any]:
+    """The report as a header line and rich tables: stages, lead times, events."""
+    many = report["replications"] > 1
+    head = (f"[bold]{escape(report['scenario'])}[/bold]  seed {report['seed']}, "
+            f"{report['replications']} replication{'s' if many else ''} of {report['days']:g} days "
+            f"({report['warmup_days']:g} of warm-up)" + ("; mean ± 95 % CI half-width" if many else ""))
+    stages = Table(title="Stages", title_justify="left")
+    for col in ("flow", "stage", "resource", "visits", "wait mean h", "wait p90 h", "work mean h",
+                "utilization", "throughput/day", "queue len"):
+        stages.add_column(col, justify="left" if col in ("flow", "stage", "resource") else "right")
+    for s in report["stages"]:
+        stages.add_row(s["flow"], s["stage"], s["resource"], _fmt(s["visits"], 0), _fmt(s["wait_mean_h"]),
+                       _fmt(s["wait_p90_h"]), _fmt(s["work_mean_h"]), _fmt(s["utilization"], 3),
+                       _fmt(s["throughput_per_day"], 1), _fmt(s["queue_len_mean"]))
+    leads = Table(title="Orders and lead times (delivered orders, hours)", title_justify="left")
+    for col in ("flow", "created", "delivered", "in progress", "mean", "p50", "p90", "p95", "on time"):
+        leads.add_column(col, justify="left" if col == "flow" else "right")
+    for lt in report["lead_times"]:
+        o, h = lt["orders"], lt["lead_time_h"]
+        leads.add_row(lt["flow"], _fmt(o["created"], 0), _fmt(o["delivered"], 0), _fmt(o["in_progress"], 0),
+                      _fmt(h["mean"], 1), _fmt(h["p50"], 1), _fmt(h["p90"], 1), _fmt(h["p95"], 1),
+                      _fmt(lt["on_time_share"], 3))
+    events = Table(title="Events by type", title_justify="left")
+    events.add_column("type")
+    events.add_column("count", justify="right")
+    for kind, count in report["events_by_type"].items():
+        events.add_row(kind, _fmt(count, 0))
+    parts: list[Any] = [head, stages, leads, events]
+    if report["ground_truth"]:
+        parts.append(f"{len(report['ground_truth'])} injected disruptions (ground truth in the JSON report)")
+    return parts
+
+
+@scenario_app.command("schema")
+def scenario_schema() -> None:
+    """Print the JSON Schema of a scenario file (docs/scenarios.md explains each field)."""
+    from simulation.scenario import Scenario
+
+    sys.stdout.write(json.dumps(Scenario.model_json_schema(), indent=2) + "\n")
+
+
+@scenario_app.command("check")
+def scenario_check(
+    file: Annotated[Path, typer.Argument(help="Scenario TOML file.", dir_okay=False)],
+) -> None:
+    """Validate a scenario file: prints OK, or one line naming the file, the key and why (exit 2)."""
+    from simulation.scenario import ScenarioError, load_scenario
+
+    try:
+        loaded, _ = load_scenario(file)
+    except ScenarioError as exc:
+        _fail(str(exc))
+    names = ", ".join(sorted(loaded.demand.flow_mix))
+    stages = f"{len(loaded.stages)} stage{'s' if len(loaded.stages) != 1 else ''}"
+    sys.stdout.write(f"OK {file}: {loaded.name}, {stages}, flows {names}, "
+                     f"{loaded.demand.orders_per_day:g} orders/day\n")
 
 
 def main() -> None:
