@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from simulation.distributions import Distribution, Exponential
+from simulation.distributions import Distribution, Exponential, LogNormal
 from tower.flows import FlowBook, FlowConfigError, load_flows
 
 Share = Annotated[float, Field(ge=0, le=1)]
@@ -57,19 +57,39 @@ class Calendar(_Frozen):
 
 
 class StageModel(_Frozen):
-    """How one stage of a flow is worked: servers, their calendar, service time, rework."""
+    """How one stage of a flow is worked: servers, their calendar, service time, rework.
+
+    A ``transit`` stage is not worked by servers: it is the carrier's part, played by
+    the parcel journey (entered at hand-off, started at pick-up, completed on
+    delivery), so its ``capacity`` and ``service`` are not used and ``service`` may be
+    left out. A ``picks`` stage takes the order's items from its warehouse's stock.
+    """
 
     flow: str
     stage: str
-    capacity: int = Field(ge=1, le=10_000, description="parallel servers (people, lines)")
+    capacity: int = Field(default=1, ge=1, le=10_000, description="parallel servers (people, lines)")
     calendar: str | None = Field(default=None, description="name in [calendars]; none = 24/7")
-    service: Distribution
+    service: Distribution = Field(default=Exponential(mean_h=1.0), description="work time of one visit")
     rework_p: Share = Field(default=0.0, description="chance the work fails QC and is redone")
     resource: str | None = Field(default=None, description="resource name in events; default stage")
+    transit: bool = Field(default=False, description="the carrier's stage, played by the parcel journey")
+    picks: bool = Field(default=False, description="takes the items from the warehouse stock on entry")
+    site: str | None = Field(default=None, description="site in events; default the order's warehouse")
+    source: str | None = Field(default=None, description="event source (wms, erp, mes); default by owner")
+
+    @model_validator(mode="after")
+    def _worked_stages_say_how_long(self) -> StageModel:
+        if not self.transit and "service" not in self.model_fields_set:
+            raise ValueError(f"{self.flow}/{self.stage}: service is required (unless transit = true)")
+        if self.transit and self.picks:
+            raise ValueError(f"{self.flow}/{self.stage}: a transit stage cannot pick stock")
+        return self
 
 
 class Peak(_Frozen):
-    """A promotion window multiplying the arrival rate (e.g. Double 11 at x3)."""
+    """A promotion window multiplying the arrival rate (e.g. Double 11 at x3).
+
+    Where peaks overlap, the largest multiplier applies (they are not compounded)."""
 
     name: str
     start: AwareDatetime
@@ -84,7 +104,15 @@ class Peak(_Frozen):
 
 
 class Demand(_Frozen):
-    """Order arrivals: a non-homogeneous Poisson process and the order mix."""
+    """Order arrivals: a non-homogeneous Poisson process and the order mix.
+
+    The rate at a moment is ``orders_per_day / 24`` x the hour-of-day weight x the
+    day-of-week weight (local time of the scenario zone; each weight list is scaled
+    to a mean of 1, so ``orders_per_day`` is the mean over a normal week) x the
+    multiplier of a promotion peak. Rush orders' promise is shortened like their
+    budgets (``rush_budget_factor`` of the flows), custom orders' lengthened by the
+    ``custom_buffer``.
+    """
 
     orders_per_day: float = Field(gt=0, le=10_000_000, description="mean over a normal week")
     flow_mix: dict[str, Annotated[float, Field(ge=0)]] = Field(min_length=1)
@@ -95,8 +123,31 @@ class Demand(_Frozen):
     hour_of_day: tuple[Annotated[float, Field(ge=0)], ...] = Field(default=(1.0,) * 24)
     day_of_week: tuple[Annotated[float, Field(ge=0)], ...] = Field(default=(1.0,) * 7)
     peaks: tuple[Peak, ...] = ()
-    promise_h: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    promise_h: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict, description="hours from creation to the promise, per flow")
     items_per_order: tuple[int, int] = (1, 3)
+    qty_per_item: dict[str, tuple[int, int]] = Field(
+        default_factory=dict, description="(min, max) units per item line, per flow; default (1, 3)")
+    sku_skew: float = Field(default=1.0, ge=0, le=5, description="Zipf exponent of SKU popularity")
+    cancel_after: Distribution = Field(
+        default=Exponential(mean_h=2.0), description="when a cancelling customer cancels, after creation")
+    channels: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="sales channels per flow, drawn uniformly")
+
+    @field_validator("items_per_order")
+    @classmethod
+    def _items(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= v[0] <= v[1]:
+            raise ValueError("needs 1 <= min <= max")
+        return v
+
+    @field_validator("qty_per_item")
+    @classmethod
+    def _qty(cls, v: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        for flow, (lo, hi) in v.items():
+            if not 1 <= lo <= hi:
+                raise ValueError(f"{flow}: needs 1 <= min <= max")
+        return v
 
     @field_validator("hour_of_day")
     @classmethod
@@ -187,6 +238,37 @@ Disruption = Annotated[
 ]
 
 
+class Parcels(_Frozen):
+    """How parcels move between the hubs (lanes, when declared, override the road)."""
+
+    first_mile: Distribution = Field(
+        default=LogNormal(mean_h=1.5, cv=0.5), description="pick-up at the warehouse to the origin hub")
+    last_mile: Distribution = Field(
+        default=LogNormal(mean_h=3.0, cv=0.5), description="out for delivery to the doorstep")
+    road_kmh: float = Field(default=60, gt=0, description="hub-to-hub speed without a lane")
+    road_cv: float = Field(default=0.25, ge=0, le=5, description="lognormal noise of a road leg")
+    road_overhead_h: float = Field(default=1.0, ge=0, description="loading and unloading per leg")
+    transfer_share: Share = Field(default=0.5, description="parcels routed through one transfer hub")
+    detour_max: float = Field(default=1.4, ge=1, description="longest transfer route / direct route")
+    redelivery_after: Distribution = Field(
+        default=Exponential(mean_h=16), description="after a failed attempt, until the next")
+
+
+class Evidence(_Frozen):
+    """Hand-off evidence (e.g. the QC photo) and how often it is uploaded late."""
+
+    late_p: Share = Field(default=0.02, description="chance an upload comes late and holds the order")
+    late_after: Distribution = Field(
+        default=Exponential(mean_h=6), description="delay of a late upload after the stage completed")
+    url_base: str = "https://files.example.com"
+
+
+class GroundTruthFigures(_Frozen):
+    """Thresholds that decide what the run records as ground truth."""
+
+    tracking_late_h: float = Field(default=2, gt=0, description="tracking number later than this")
+
+
 class Sensors(_Frozen):
     """Temperature sensors of cold-chain parcels."""
 
@@ -229,6 +311,9 @@ class Scenario(_Frozen):
     disruptions: tuple[Disruption, ...] = ()
     sensors: Sensors = Sensors()
     master_data: MasterData = MasterData()
+    parcels: Parcels = Parcels()
+    evidence: Evidence = Evidence()
+    ground_truth: GroundTruthFigures = GroundTruthFigures()
 
     @field_validator("timezone")
     @classmethod
@@ -260,8 +345,22 @@ class Scenario(_Frozen):
                 raise ValueError(f"disruptions.{i}.hub: unknown hub {d.hub!r}")
             if isinstance(d, StockOut) and d.warehouse not in warehouses:
                 raise ValueError(f"disruptions.{i}.warehouse: unknown warehouse {d.warehouse!r}")
+            if isinstance(d, SupplierDelay) and d.stage not in {s.stage for s in self.stages}:
+                raise ValueError(f"disruptions.{i}.stage: no stage {d.stage!r} in [[stages]]")
         if self.logistics and (not self.hubs or not self.carriers):
             raise ValueError("logistics needs at least one hub and one carrier")
+        if self.logistics and sum(c.share for c in self.carriers) <= 0:
+            raise ValueError("carriers: shares must not all be zero")
+        if self.logistics:
+            hub_cities = {h.city for h in self.hubs}
+            for i, w in enumerate(self.warehouses):
+                if w.city not in hub_cities:
+                    raise ValueError(f"warehouses.{i}.city: no hub in {w.city!r} to ship from")
+        for i, s in enumerate(self.stages):
+            if s.transit and not self.logistics:
+                raise ValueError(f"stages.{i}: a transit stage needs logistics = true")
+            if s.picks and not self.warehouses:
+                raise ValueError(f"stages.{i}: a picking stage needs [[warehouses]]")
         return self
 
     @cached_property
@@ -291,6 +390,8 @@ class Scenario(_Frozen):
         for i, s in enumerate(self.stages):
             if s.flow not in flows.by_id or s.stage not in flows.by_id[s.flow].stage_index:
                 raise ValueError(f"stages.{i}: {s.flow}/{s.stage} is not a stage of the flows")
+            if s.transit and flows.by_id[s.flow].stages[-1].id != s.stage:
+                raise ValueError(f"stages.{i}: transit stage {s.stage!r} must be the last of its flow")
 
 
 def _where(path: Path, err: ValidationError) -> str:
