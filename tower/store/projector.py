@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -47,18 +47,32 @@ from tower.projection import (
     fold_parcel,
 )
 from tower.store.tables import (
+    BUCKET_S,
     PROJECTION_TABLES,
     DeadLetterRow,
+    DeliveryCount,
     Event,
     HeldEvent,
     HubVisitRow,
     Order,
+    OrderStageCount,
     Parcel,
+    StageEntryCount,
     StageInterval,
+    StageReentry,
     StockLevelRow,
     UTCDateTime,
 )
-from tower.store.writes import ANY_IDS, PgBulk, id_list, insert_ignore, insert_new, json_bytes, upsert
+from tower.store.writes import (
+    ANY_IDS,
+    PgBulk,
+    id_list,
+    increment,
+    insert_ignore,
+    insert_new,
+    json_bytes,
+    upsert,
+)
 
 EVENTS = cast(Table, Event.__table__)
 ORDERS = cast(Table, Order.__table__)
@@ -68,6 +82,10 @@ HUB_VISITS = cast(Table, HubVisitRow.__table__)
 HELD = cast(Table, HeldEvent.__table__)
 DEAD = cast(Table, DeadLetterRow.__table__)
 STOCK = cast(Table, StockLevelRow.__table__)
+STAGE_COUNTS = cast(Table, OrderStageCount.__table__)
+ENTRY_COUNTS = cast(Table, StageEntryCount.__table__)
+REENTRIES = cast(Table, StageReentry.__table__)
+DELIVERY_COUNTS = cast(Table, DeliveryCount.__table__)
 
 CHUNK = 5_000  # keeps IN (...) lists and parameter counts within every dialect's limits
 
@@ -93,6 +111,8 @@ ORDER_STATE_COLS = (
     "delivered_at", "cancelled_at", "last_event_at", "customer_id", "channel", "city", "checkpoint",
 )
 PARCEL_STATE_COLS = ("parcel_id", "carrier", "status", "last_scan_at", "checkpoint")
+REENTRY_COLS = ("order_id", "seq", "flow", "stage", "entered_at", "first_entered_at")
+SHARDS = 8  # counter rows per rollup figure, see tables.py
 
 
 @dataclass(slots=True)
@@ -143,11 +163,57 @@ def _utc(t: datetime | None) -> datetime | None:
     return None if t is None else t.astimezone(UTC)
 
 
+def _bucket(t: datetime) -> int:
+    return int(t.timestamp() // BUCKET_S)
+
+
+@dataclass(slots=True, frozen=True)
+class _Prior:
+    """What the rollups counted for an order before this transaction."""
+
+    flow: str
+    stage: str
+    status: str
+    delivered_at: datetime | None
+
+
+@dataclass(slots=True)
+class _Rollup:
+    """Changes to the funnel rollups made by one transaction, written in one go."""
+
+    counts: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    entries: dict[tuple[str, str, int], int] = field(default_factory=lambda: defaultdict(int))
+    deliveries: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
+    reentries: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def forget_visits(self, removed: Iterable[tuple[str, int, str, str, datetime]]) -> None:
+        """Take back what deleted stage visits (order, seq, flow, stage, entered_at) counted."""
+        firsts: dict[tuple[str, str], tuple[int, str, datetime]] = {}
+        for order_id, seq, flow, stage, entered_at in removed:
+            best = firsts.get((order_id, stage))
+            if best is None or seq < best[0]:
+                firsts[(order_id, stage)] = (seq, flow, entered_at)
+        for (_, stage), (_, flow, entered_at) in firsts.items():
+            self.entries[(flow, stage, _bucket(entered_at))] -= 1
+
+    def write(self, store: _Store) -> None:
+        shard = store.shard
+        store.increment(STAGE_COUNTS, ("flow", "stage", "status", "shard"),
+                        [(*k, shard, n) for k, n in sorted(self.counts.items()) if n])
+        store.increment(ENTRY_COUNTS, ("flow", "stage", "bucket", "shard"),
+                        [(*k, shard, n) for k, n in sorted(self.entries.items()) if n])
+        store.increment(DELIVERY_COUNTS, ("flow", "bucket", "shard"),
+                        [(*k, shard, n) for k, n in sorted(self.deliveries.items()) if n])
+        store.upsert(REENTRIES, REENTRY_COLS, self.reentries, ("order_id", "seq"))
+
+
 # --- storage: the same operations on SQLAlchemy Core and on raw psycopg ---------------------
 
 
 class _SqlStore:
     """Reads and writes of one transaction through SQLAlchemy Core (any dialect)."""
+
+    shard = 0
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -182,6 +248,22 @@ class _SqlStore:
     def delete_in(self, table: Table, column: str, values: Sequence[Any]) -> None:
         for chunk in _chunks(values):
             self.conn.execute(delete(table).where(table.c[column].in_(chunk)))
+
+    def increment(self, table: Table, keys: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Add ``n`` (each row's last value) to the counter row of its key, creating it."""
+        for chunk in _chunks(rows, 2_000):
+            increment(self.conn, table, [dict(zip((*keys, "n"), r, strict=True)) for r in chunk], keys)
+
+    def delete_visits(self, order_ids: Sequence[str]) -> list[tuple[str, int, str, str, datetime]]:
+        """Delete the stage visits of orders; return them (order, seq, flow, stage, entered_at)."""
+        removed = self.visits_of(order_ids)
+        self.delete_in(VISITS, "order_id", order_ids)
+        return removed
+
+    def visits_of(self, order_ids: Sequence[str]) -> list[tuple[str, int, str, str, datetime]]:
+        return cast(list[tuple[str, int, str, str, datetime]],
+                    self.rows_in(VISITS, ("order_id", "seq", "flow", "stage", "entered_at"), "order_id",
+                                 order_ids))
 
     def rows_in(self, table: Table, columns: Sequence[str], column: str,
                 values: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -224,6 +306,8 @@ class _PgStore:
     def __init__(self, conn: Connection) -> None:
         self.bulk = PgBulk(conn)
         self.cur = self.bulk.cursor
+        # Concurrent workers add to different counter rows (see tables.py).
+        self.shard = self.bulk.cursor.connection.info.backend_pid % SHARDS
 
     json = staticmethod(json_bytes)
 
@@ -263,6 +347,24 @@ class _PgStore:
 
     def delete_in(self, table: Table, column: str, values: Sequence[Any]) -> None:
         self.bulk.delete_in(table, column, values)
+
+    def increment(self, table: Table, keys: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        self.bulk.increment(table, keys, rows)
+
+    def delete_visits(self, order_ids: Sequence[str]) -> list[tuple[str, int, str, str, datetime]]:
+        if not order_ids:
+            return []
+        self.cur.execute(
+            f"DELETE FROM stage_intervals WHERE order_id = {ANY_IDS} "
+            "RETURNING order_id, seq, flow, stage, entered_at",
+            (id_list(order_ids),), prepare=False,
+        )
+        return cast(list[tuple[str, int, str, str, datetime]], self.cur.fetchall())
+
+    def visits_of(self, order_ids: Sequence[str]) -> list[tuple[str, int, str, str, datetime]]:
+        return cast(list[tuple[str, int, str, str, datetime]],
+                    self.rows_in(VISITS, ("order_id", "seq", "flow", "stage", "entered_at"), "order_id",
+                                 order_ids))
 
     def rows_in(self, table: Table, columns: Sequence[str], column: str,
                 values: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -341,31 +443,60 @@ _Store = _SqlStore | _PgStore
 
 # --- locks ---------------------------------------------------------------------------------
 
+#: Advisory locks one transaction may take. PostgreSQL's shared lock table holds about
+#: max_locks_per_transaction x max_connections entries (6,400 by default), shared by all
+#: sessions; a larger batch is applied in several transactions.
+MAX_LOCKS = 2_000
+_STOCK = ("stock",)
 
-def _unit(e: EventRecord) -> str:
-    """Events that must be applied together: those of one order (or all stock levels)."""
-    if e.type == "stock.level":
-        return "s"
-    if e.order_id is not None:
-        return "o:" + e.order_id
-    return "e:" + e.event_id
+Unit = Hashable  # an order id (str), _STOCK, or ("event", event_id)
 
 
-def _unit_keys(batch: Sequence[EventRecord]) -> dict[str, set[int]]:
-    """The advisory lock keys each unit of the batch needs: its order, its parcels, the stock."""
-    keys: dict[str, set[int]] = {}
+def _units(batch: Sequence[EventRecord]) -> tuple[list[Unit], dict[Unit, set[int]]]:
+    """The unit of every event (its order, or the stock) and the lock keys each unit needs.
+
+    Events of one unit are always applied together, under all of the unit's locks.
+    """
+    of: list[Unit] = []
+    units: dict[Unit, set[int]] = {}
+    parcel_keys: dict[str, int] = {}
+    stock_key = _lock_key("s", "stock")
     for e in batch:
-        unit = _unit(e)
-        mine = keys.get(unit)
-        if mine is None:
-            mine = keys[unit] = set()
-            if unit == "s":
-                mine.add(_lock_key("s", "stock"))
-            elif e.order_id is not None:
-                mine.add(_lock_key("o", e.order_id))
+        unit: Unit
+        if e.type == "stock.level":
+            unit = _STOCK
+        elif e.order_id is not None:
+            unit = e.order_id
+        else:
+            unit = ("event", e.event_id)
+        of.append(unit)
+        keys = units.get(unit)
+        if keys is None:
+            if unit is _STOCK:
+                keys = units[unit] = {stock_key}
+            else:
+                keys = units[unit] = {_lock_key("o", unit)} if isinstance(unit, str) else set()
         if e.type == "parcel.scanned" and (p := e.parcel_id):
-            mine.add(_lock_key("p", p))
-    return keys
+            key = parcel_keys.get(p)
+            if key is None:
+                key = parcel_keys[p] = _lock_key("p", p)
+            keys.add(key)
+    return of, units
+
+
+def _groups(units: dict[Unit, set[int]], limit: int = MAX_LOCKS) -> list[set[Unit]]:
+    """Units in groups that need at most ``limit`` locks each (one group for a usual batch)."""
+    groups: list[set[Unit]] = []
+    current: set[Unit] = set()
+    count = 0
+    for unit, keys in units.items():
+        if current and count + len(keys) > limit:
+            groups.append(current)
+            current, count = set(), 0
+        current.add(unit)
+        count += len(keys)
+    groups.append(current)
+    return groups
 
 
 class Projector:
@@ -417,26 +548,36 @@ class Projector:
         return _PgStore(conn) if self._pg else _SqlStore(conn)
 
     def _apply_pg(self, batch: list[EventRecord], result: ApplyResult) -> None:
-        units = _unit_keys(batch)
-        waiting: set[str] = set()
-        with self.engine.begin() as conn:
-            store = _PgStore(conn)
-            busy = store.try_lock(sorted(set().union(*units.values())))
-            if busy:
-                waiting = {u for u, keys in units.items() if not keys.isdisjoint(busy)}
-            self._apply(store, [e for e in batch if _unit(e) not in waiting] if waiting else batch,
-                        result)
-        store.committed()
-        if not waiting:
-            return
-        # The orders another worker holds: wait for them, in a transaction of their own.
-        with self.engine.begin() as conn:
-            store = _PgStore(conn)
-            store.lock(sorted(set().union(*(units[u] for u in waiting))))
-            self._apply(store, [e for e in batch if _unit(e) in waiting], result)
-        store.committed()
-        position = {e.event_id: i for i, e in enumerate(batch)}
-        result.new_events.sort(key=lambda e: position[e.event_id])
+        of, units = _units(batch)
+        groups = _groups(units)
+        transactions = 0
+        for group in groups:
+            events = batch if len(groups) == 1 else [e for e, u in zip(batch, of, strict=True) if u in group]
+            keys = set().union(*(units[u] for u in group))
+            waiting: set[Unit] = set()
+            with self.engine.begin() as conn:
+                store = _PgStore(conn)
+                busy = store.try_lock(sorted(keys))
+                if busy:
+                    waiting = {u for u in group if not units[u].isdisjoint(busy)}
+                    mine = [e for e, u in zip(batch, of, strict=True) if u in group and u not in waiting]
+                else:
+                    mine = events
+                self._apply(store, mine, result)
+            store.committed()
+            transactions += 1
+            if not waiting:
+                continue
+            # The orders another worker holds: wait for them, in a transaction of their own.
+            with self.engine.begin() as conn:
+                store = _PgStore(conn)
+                store.lock(sorted(set().union(*(units[u] for u in waiting))))
+                self._apply(store, [e for e, u in zip(batch, of, strict=True) if u in waiting], result)
+            store.committed()
+            transactions += 1
+        if transactions > 1:
+            position = {e.event_id: i for i, e in enumerate(batch)}
+            result.new_events.sort(key=lambda e: position[e.event_id])
 
     def _apply(self, store: _Store, batch: Sequence[EventRecord], result: ApplyResult) -> None:
         if not batch:
@@ -464,7 +605,8 @@ class Projector:
         if not by_order:
             return
         ids = sorted(by_order)
-        existing = self._load_orders(store, ids)
+        existing, reaches = self._load_orders(store, ids)
+        prior = {o: _Prior(st.flow, st.stage, st.status, st.delivered_at) for o, st in existing.items()}
         creating = [
             o for o in ids
             if o not in existing and any(e.type == "order.created" for e in by_order[o])
@@ -509,11 +651,13 @@ class Projector:
             store.delete_in(HELD, "order_id", sorted(with_held))
         # A refold recomputes everything of the order, its dead letters included: an
         # event dead-lettered under an earlier, partial view may apply now.
+        rollup = _Rollup()
         if refold:
-            store.delete_in(VISITS, "order_id", sorted(refold))
+            rollup.forget_visits(store.delete_visits(sorted(refold)))
+            store.delete_in(REENTRIES, "order_id", sorted(refold))
             store.delete_in(DEAD, "order_id", sorted(refold))
         all_states = states + list(refolded.values())
-        self._save_orders(store, all_states, existing.keys(), stored)
+        self._save_orders(store, all_states, existing.keys(), stored, prior, reaches, rollup)
         self._save_dead(store, letters)
         result.dead_letters.extend(letters)
         result.changed_orders.extend(all_states)
@@ -535,44 +679,121 @@ class Projector:
                 out[order_id] = state
         return out
 
-    def _load_orders(self, store: _Store, order_ids: Sequence[str]) -> dict[str, OrderState]:
+    def _load_orders(
+        self, store: _Store, order_ids: Sequence[str]
+    ) -> tuple[dict[str, OrderState], dict[str, int | None]]:
+        """Stored orders, and the furthest stage index each has been in (None: not recorded)."""
         out: dict[str, OrderState] = {}
+        reaches: dict[str, int | None] = {}
         for r in store.rows_in(ORDERS, ORDER_STATE_COLS, "order_id", order_ids):
+            checkpoint = r[13]
             out[r[0]] = OrderState.restore(
                 order_id=r[0], flow=r[1], priority=r[2], custom=r[3], promised_at=r[4],
                 created_at=r[5], status=r[6], delivered_at=r[7], cancelled_at=r[8],
-                last_event_at=r[9], customer_id=r[10], channel=r[11], city=r[12], checkpoint=r[13],
+                last_event_at=r[9], customer_id=r[10], channel=r[11], city=r[12], checkpoint=checkpoint,
             )
-        return out
+            reaches[r[0]] = checkpoint.get("reach")
+        return out, reaches
 
-    def _save_orders(self, store: _Store, states: Sequence[OrderState],
-                     existing: Collection[str] = (), stored: Mapping[str, int] | None = None) -> None:
-        """Write order rows and changed stage visits. Rows of orders not in ``existing``,
-        and visits above ``stored[order]`` (all of them for an order not in it), are new."""
+    def _save_orders(
+        self,
+        store: _Store,
+        states: Sequence[OrderState],
+        existing: Collection[str] = (),
+        stored: Mapping[str, int] | None = None,
+        prior: Mapping[str, _Prior] | None = None,
+        reaches: Mapping[str, int | None] | None = None,
+        rollup: _Rollup | None = None,
+    ) -> None:
+        """Write order rows, their changed stage visits and what they change in the rollups.
+
+        Rows of orders not in ``existing`` are new; so are the visits above
+        ``stored[order]`` (all of them for an order not in it). ``prior`` is what the
+        rollups counted for an order so far, ``reaches`` the furthest stage index its
+        stored visits went to (kept in the checkpoint: a new visit of a stage beyond it
+        is the order's first entry there, anything else is looked up).
+        """
         if not states:
             return
         json = store.json
         flows = self.flows
         stored = stored or {}
+        prior = prior or {}
+        reaches = reaches or {}
+        rollup = rollup or _Rollup()
+        earlier = self._earlier_visits(store, states, stored, reaches)
         rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])  # (new, stored)
         visits: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
+        counts, entries, deliveries = rollup.counts, rollup.entries, rollup.deliveries
         for s in states:
             assert s.last_event_at is not None
-            rows[s.order_id in existing].append((
-                s.order_id, s.flow, s.stage, s.current.seq, s.status, False, s.priority, s.custom,
-                s.promised_at, s.created_at, s.delivered_at, s.cancelled_at, s.last_event_at,
-                s.late(), s.at_risk(flows), s.customer_id, s.channel, s.city, json(s.checkpoint()),
-            ))
+            order_id, flow = s.order_id, s.flow
+            index = flows.by_id[flow].stage_index
+            upto = stored.get(order_id, -1)
+            firsts: dict[str, datetime] = {}
+            reach = -1
+            if order_id in earlier:
+                for _, stage, entered_at in earlier[order_id]:
+                    firsts.setdefault(stage, entered_at)
+                    reach = max(reach, index[stage])
+            elif upto >= 0:
+                known = reaches.get(order_id)
+                assert known is not None  # otherwise its visits were looked up
+                reach = known
             since = s.changed_from_seq
-            upto = stored.get(s.order_id, -1)
             for v in s.visits:
                 if v.seq >= since:
-                    visits[v.seq <= upto].append((s.order_id, v.seq, s.flow, v.stage, v.entered_at,
+                    visits[v.seq <= upto].append((order_id, v.seq, flow, v.stage, v.entered_at,
                                                   v.started_at, v.completed_at))
+                if v.seq > upto:  # a new stay: the first in its stage, or a re-entry
+                    first = firsts.get(v.stage)
+                    if first is None:
+                        firsts[v.stage] = v.entered_at
+                        entries[(flow, v.stage, _bucket(v.entered_at))] += 1
+                    else:
+                        rollup.reentries.append((order_id, v.seq, flow, v.stage, v.entered_at, first))
+                    reach = max(reach, index[v.stage])
+            before = prior.get(order_id)
+            if before is not None:
+                counts[(before.flow, before.stage, before.status)] -= 1
+                if before.delivered_at is not None:
+                    deliveries[(before.flow, _bucket(before.delivered_at))] -= 1
+            counts[(flow, s.stage, s.status)] += 1
+            if s.delivered_at is not None:
+                deliveries[(flow, _bucket(s.delivered_at))] += 1
+            checkpoint = s.checkpoint()
+            checkpoint["reach"] = reach
+            rows[order_id in existing].append((
+                order_id, flow, s.stage, s.current.seq, s.status, False, s.priority, s.custom,
+                s.promised_at, s.created_at, s.delivered_at, s.cancelled_at, s.last_event_at,
+                s.late(), s.at_risk(flows), s.customer_id, s.channel, s.city, json(checkpoint),
+            ))
         store.upsert(ORDERS, ORDER_COLS, rows[1], ("order_id",), keep=("frozen",))
         store.insert_fresh(ORDERS, ORDER_COLS, rows[0], ("order_id",), keep=("frozen",))
         store.upsert(VISITS, VISIT_COLS, visits[1], ("order_id", "seq"))
         store.insert_fresh(VISITS, VISIT_COLS, visits[0], ("order_id", "seq"))
+        rollup.write(store)
+
+    def _earlier_visits(
+        self, store: _Store, states: Sequence[OrderState], stored: Mapping[str, int],
+        reaches: Mapping[str, int | None],
+    ) -> dict[str, list[tuple[int, str, datetime]]]:
+        """Stored visits (seq, stage, entered_at; in seq order) of the orders whose new
+        visits may return to a stage they were in before, or whose reach is unknown."""
+        wanted: dict[str, int] = {}
+        for s in states:
+            upto = stored.get(s.order_id)
+            if upto is None:
+                continue  # every visit of the order is in memory
+            reach = reaches.get(s.order_id)
+            index = self.flows.by_id[s.flow].stage_index
+            if reach is None or any(v.seq > upto and index[v.stage] <= reach for v in s.visits):
+                wanted[s.order_id] = upto
+        out: dict[str, list[tuple[int, str, datetime]]] = {o: [] for o in wanted}
+        for order_id, seq, _, stage, entered_at in sorted(store.visits_of(sorted(wanted))):
+            if seq <= wanted[order_id]:
+                out[order_id].append((seq, stage, entered_at))
+        return out
 
     def _save_dead(self, store: _Store, letters: Sequence[DeadLetter]) -> None:
         now = datetime.now(UTC)

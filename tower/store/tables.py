@@ -186,6 +186,66 @@ class StockLevelRow(Base):
     event_id: Mapped[str] = mapped_column(ID)
 
 
+# --- rollups the funnel reads, kept by the projector ------------------------------------
+#
+# Counts are split over a few shards (one per writing session, see the projector) so
+# that two workers never wait on the same counter row; a figure is the sum over shards.
+# Time buckets are 15 minutes of UTC (epoch seconds // 900): a local day in any time
+# zone is a whole number of them.
+
+BUCKET_S = 900
+
+
+class OrderStageCount(Base):
+    """How many orders of a flow are in each stage and status."""
+
+    __tablename__ = "order_stage_counts"
+
+    flow: Mapped[str] = mapped_column(String(48), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(48), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class StageEntryCount(Base):
+    """Orders entering a stage of their flow for the first time, per 15-minute bucket."""
+
+    __tablename__ = "stage_entry_counts"
+
+    flow: Mapped[str] = mapped_column(String(48), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(48), primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class StageReentry(Base):
+    """A stay in a stage the order had been in before (rework), with its first entry."""
+
+    __tablename__ = "stage_reentries"
+
+    order_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flow: Mapped[str] = mapped_column(String(48))
+    stage: Mapped[str] = mapped_column(String(48))
+    entered_at: Mapped[datetime]
+    first_entered_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_stage_reentries_entered", "flow", "entered_at"),)
+
+
+class DeliveryCount(Base):
+    """Orders of a flow delivered, per 15-minute bucket of their delivery time."""
+
+    __tablename__ = "delivery_counts"
+
+    flow: Mapped[str] = mapped_column(String(48), primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
 metadata = Base.metadata
 PROJECTION_TABLES = (
     "held_events",
@@ -195,4 +255,8 @@ PROJECTION_TABLES = (
     "parcels",
     "hub_visits",
     "stock_levels",
+    "order_stage_counts",
+    "stage_entry_counts",
+    "stage_reentries",
+    "delivery_counts",
 )

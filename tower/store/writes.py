@@ -96,6 +96,15 @@ def upsert(
     conn.execute(stmt, list(rows))
 
 
+def increment(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
+    """Add each row's ``n`` to the counter row with its key (created at ``n`` if missing)."""
+    if not rows:
+        return
+    ins = _insert(conn, table)
+    stmt = ins.on_conflict_do_update(index_elements=list(keys), set_={"n": table.c.n + ins.excluded.n})
+    conn.execute(stmt, list(rows))
+
+
 # --- PostgreSQL: binary COPY, straight into the table or through a staging table ----------
 
 
@@ -281,6 +290,21 @@ class PgBulk:
         self.cursor.execute(
             f"INSERT INTO {target} ({_names(columns)}) SELECT {_names(columns)} FROM {staged} "
             f"ON CONFLICT ({_names(keys)}) DO UPDATE SET {update}{where}"
+        )
+
+    def increment(self, table: Table, keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Add each row's ``n`` (its last value) to the counter row with its key.
+
+        Rows are applied in key order, so concurrent writers never deadlock on them.
+        """
+        if not rows:
+            return
+        columns = (*keys, "n")
+        staged = self.stage(table, columns, rows)
+        target = _quote(table.name)
+        self.cursor.execute(
+            f"INSERT INTO {target} ({_names(columns)}) SELECT {_names(columns)} FROM {staged} "
+            f"ORDER BY {_names(keys)} ON CONFLICT ({_names(keys)}) DO UPDATE SET n = {target}.n + EXCLUDED.n"
         )
 
     def delete_in(self, table: Table, column: str, values: Sequence[Any]) -> None:
