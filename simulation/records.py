@@ -86,6 +86,7 @@ class GroundTruth:
     start_h: float
     end_h: float
     detail: str = ""
+    order_id: str = ""  # the order concerned, when the truth is about one order
 
 
 @dataclass(slots=True)

@@ -252,6 +252,7 @@ class Parcels(_Frozen):
     detour_max: float = Field(default=1.4, ge=1, description="longest transfer route / direct route")
     redelivery_after: Distribution = Field(
         default=Exponential(mean_h=16), description="after a failed attempt, until the next")
+    max_attempts: int = Field(default=3, ge=1, le=10, description="then the parcel waits at a pick-up point")
 
 
 class Evidence(_Frozen):

@@ -1,0 +1,77 @@
+"""The simulator's voice: v1 events (EVENTS.md) stamped, numbered and handed to a sink.
+
+Every event is emitted at the simulation's current time, so the sink sees them in
+``occurred_at`` order. ``occurred_at`` is RFC 3339 with the offset of the scenario
+zone, to the millisecond. Event ids are ``<scenario>-<seed>-<replication>-<n>`` with
+``n`` zero-padded, so ids sort in emission order (the tower breaks ties of equal
+stamps by id) and the same run gives the same ids.
+
+Without a sink no dict is built at all: callers ask :attr:`Emitter.live` before
+building a payload and otherwise only :meth:`Emitter.count` the event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+Sink = Callable[[dict[str, Any]], None]
+
+
+class Emitter:
+    """Counts every event by type; builds and sinks it when there is a sink."""
+
+    def __init__(self, *, run_tag: str, start: datetime, zone: ZoneInfo, sink: Sink | None) -> None:
+        self.sink = sink
+        self.live = sink is not None
+        self.counts: dict[str, int] = {}
+        self._prefix = f"{run_tag}-"
+        self._n = 0
+        self._start = start
+        self._zone = zone
+        self._stamp_h = -1.0
+        self._stamp = ""
+
+    def count(self, kind: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def stamp(self, now_h: float) -> str:
+        """``occurred_at`` of simulated hour ``now_h`` (cached: many events share a moment)."""
+        if now_h != self._stamp_h:
+            moment = (self._start + timedelta(hours=now_h)).astimezone(self._zone)
+            self._stamp = moment.isoformat(timespec="milliseconds")
+            self._stamp_h = now_h
+        return self._stamp
+
+    def emit(self, now_h: float, kind: str, source: str, order_id: str | None,
+             payload: dict[str, Any]) -> None:
+        """Count the event and pass it to the sink (call only when :attr:`live`)."""
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        assert self.sink is not None
+        self._n += 1
+        event: dict[str, Any] = {
+            "event_id": f"{self._prefix}{self._n:010d}",
+            "type": kind,
+            "occurred_at": self.stamp(now_h),
+            "source": source,
+        }
+        if order_id is not None:
+            event["order_id"] = order_id
+        event["payload"] = payload
+        self.sink(event)
+
+    def stage(self, now_h: float, kind: str, source: str, order_id: str, stage: str,
+              resource: str | None, site: str | None, **extra: Any) -> None:
+        """A ``stage.entered`` / ``stage.started`` / ``stage.completed`` event."""
+        if not self.live:
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+            return
+        payload: dict[str, Any] = {"stage": stage}
+        if resource is not None:
+            payload["resource"] = resource
+        if site is not None:
+            payload["site"] = site
+        payload.update(extra)
+        self.emit(now_h, kind, source, order_id, payload)
