@@ -46,7 +46,8 @@ def estimate_dict(estimate: Estimate | None) -> dict[str, float | None] | None:
 
 def build_report(scenario: Scenario, runs: Sequence[RunFigures]) -> dict[str, Any]:
     """The JSON report of one or more replications of ``scenario`` (same seed, days and
-    warm-up, in replication order)."""
+    warm-up, in replication order). Stages come in the scenario's order; events by
+    type count every event of the run, warm-up included (as in the NDJSON file)."""
     if not runs:
         raise ValueError("a report needs at least one replication")
     first = runs[0]
@@ -59,8 +60,9 @@ def build_report(scenario: Scenario, runs: Sequence[RunFigures]) -> dict[str, An
         return value
 
     stage_est = stage_estimates(runs)
+    position = {(m.flow, m.stage): i for i, m in enumerate(scenario.stages)}
     stages = []
-    for s in first.stages:
+    for s in sorted(first.stages, key=lambda s: (position.get((s.flow, s.stage), len(position)), s.flow)):
         est = stage_est[(s.flow, s.stage)]
         stages.append({"flow": s.flow, "stage": s.stage, "resource": s.resource,
                        **{name: figure(est, s, name) for name in STAGE_FIGURES}})
@@ -88,7 +90,7 @@ def build_report(scenario: Scenario, runs: Sequence[RunFigures]) -> dict[str, An
         "scenario": scenario.name,
         "seed": first.seed,
         "replications": len(runs),
-        "days": first.horizon_h / HOURS_PER_DAY,
+        "days": first.window_h / HOURS_PER_DAY,
         "warmup_days": first.warmup_h / HOURS_PER_DAY,
         "confidence_level": LEVEL if many else None,
         "stages": stages,

@@ -37,7 +37,8 @@ ALL_FLOWS = "all"
 LEVEL = 0.95
 
 EventSink = Callable[[dict[str, Any]], None]
-ProgressCallback = Callable[[int, int], None]  # (replications done, replications in all)
+ProgressCallback = Callable[["RunProgress"], None]
+STEP_H = 24.0  # the model runs a simulated day at a time, for progress
 
 
 class Simulate(Protocol):
@@ -333,6 +334,16 @@ def little_gap(stage: StageFigures) -> float | None:
 
 
 @dataclass(frozen=True, slots=True)
+class RunProgress:
+    """How far a set of replications has got, in simulated hours (warm-up included)."""
+
+    done_h: float
+    total_h: float
+    replications_done: int
+    replications: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Replication:
     scenario: Scenario
     flows: FlowBook
@@ -343,17 +354,26 @@ class _Replication:
     model: Simulate | None
 
 
-def _default_model() -> Simulate:
-    from simulation.model import simulate
+def _replicate(job: _Replication, sink: EventSink | None = None,
+               advanced: Callable[[float], None] | None = None) -> RunFigures:
+    """Run one replication and keep its figures. The model runs a simulated day at a
+    time (wherever the replication runs, so its SimPy event count is the same), and
+    ``advanced(hours)`` hears after each day."""
+    if job.model is not None:
+        result = job.model(job.scenario, job.flows, seed=job.seed, replication=job.replication,
+                           days=job.days, warmup_days=job.warmup_days, sink=sink)
+        return figures_of(result)
+    from simulation.model import Model
 
-    return simulate
-
-
-def _replicate(job: _Replication, sink: EventSink | None = None) -> RunFigures:
-    model = job.model if job.model is not None else _default_model()
-    result = model(job.scenario, job.flows, seed=job.seed, replication=job.replication,
-                   days=job.days, warmup_days=job.warmup_days, sink=sink)
-    return figures_of(result)
+    model = Model(job.scenario, job.flows, seed=job.seed, replication=job.replication, days=job.days,
+                  warmup_days=job.warmup_days, sink=sink)
+    now = 0.0
+    while now < model.horizon_h:
+        now = min(now + STEP_H, model.horizon_h)
+        model.run(until_h=now)
+        if advanced is not None:
+            advanced(now)
+    return figures_of(model.result())
 
 
 def run_replications(scenario: Scenario, flows: FlowBook, *, seed: int, replications: int = 1,
@@ -364,42 +384,52 @@ def run_replications(scenario: Scenario, flows: FlowBook, *, seed: int, replicat
     """Run ``replications`` independent replications and return their figures in
     replication order.
 
-    Replication ``r`` is seeded ``(seed, r)`` by the model, so the figures are the
-    same whatever ``processes`` is. With ``processes`` > 1 the replications run in a
-    pool of that many spawned processes. ``sink`` receives the events of replication
-    0, which then runs in this process (the events stream, they are not pickled).
-    ``progress(done, total)`` is called as replications finish. ``model`` replaces
-    ``simulation.model.simulate`` (it must be picklable, i.e. a module-level function).
+    ``days`` are simulated after ``warmup_days`` (both default to the scenario's).
+    Replication ``r`` draws from the model's ``SeedSequence([seed, r])``, so the
+    figures are the same whatever ``processes`` is. With ``processes`` > 1 the
+    replications run in a pool of spawned processes. ``sink`` receives the events of
+    replication 0, which then runs in this process (the events stream to it, they are
+    not pickled). ``progress`` hears after every simulated day run here and every
+    replication finished elsewhere. ``model`` stands in for
+    ``simulation.model.simulate`` (picklable: a module-level function).
     """
     if replications < 1:
         raise ValueError("replications must be at least 1")
     if processes < 1:
         raise ValueError("processes must be at least 1")
     jobs = [_Replication(scenario, flows, seed, r, days, warmup_days, model) for r in range(replications)]
+    span_h = HOURS_PER_DAY * ((scenario.warmup_days if warmup_days is None else warmup_days)
+                              + (scenario.horizon_days if days is None else days))
     results: dict[int, RunFigures] = {}
+    futures: list[Future[RunFigures]] = []
 
-    def finished(figures: RunFigures) -> None:
-        results[figures.replication] = figures
+    def report(here_h: float = 0.0) -> None:
         if progress is not None:
-            progress(len(results), replications)
+            done = sum(1 for r in results if r not in elsewhere) + sum(1 for f in futures if f.done())
+            progress(RunProgress(done * span_h + here_h, replications * span_h, done, replications))
 
-    local = [jobs[0]] if sink is not None else []
+    local = jobs[:1] if sink is not None else []
     remote = jobs[len(local):]
     if processes == 1 or (len(remote) <= 1 and not local):
         local, remote = jobs, []
-    if not remote:
-        for job in local:
-            finished(_replicate(job, sink if job.replication == 0 else None))
-        return [results[r] for r in range(replications)]
-    workers = max(1, min(processes - len(local), len(remote)))
-    context = multiprocessing.get_context("spawn")  # safe beside threads (progress bars)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    elsewhere = {job.replication for job in remote}
+    pool: ProcessPoolExecutor | None = None
+    if remote:
+        workers = max(1, min(processes - len(local), len(remote)))
+        context = multiprocessing.get_context("spawn")  # safe beside threads (progress bars)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     try:
-        futures: list[Future[RunFigures]] = [pool.submit(_replicate, job) for job in remote]
+        if pool is not None:
+            futures = [pool.submit(_replicate, job) for job in remote]
         for job in local:
-            finished(_replicate(job, sink))
+            figures = _replicate(job, sink if job.replication == 0 else None, report)
+            results[job.replication] = figures
+            report()
         for future in as_completed(futures):
-            finished(future.result())
+            figures = future.result()
+            results[figures.replication] = figures
+            report()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return [results[r] for r in range(replications)]

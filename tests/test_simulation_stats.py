@@ -25,6 +25,7 @@ from simulation.records import GroundTruth, OrderOutcome, ResourceUsage, RunResu
 from simulation.report import NdjsonEvents, build_report
 from simulation.scenario import Scenario, load_scenario
 from simulation.stats import (
+    RunProgress,
     confidence_interval,
     erlang_c_wait,
     event_count_estimates,
@@ -225,8 +226,8 @@ def mmc_standin(scenario: Scenario, flows: FlowBook, *, seed: int, replication: 
     rng = np.random.default_rng(np.random.SeedSequence([seed, replication]))
     model = scenario.stages[0]
     lam = scenario.demand.orders_per_day / 24
-    horizon = (days if days is not None else scenario.horizon_days) * 24
     warmup = (warmup_days if warmup_days is not None else scenario.warmup_days) * 24
+    horizon = warmup + (days if days is not None else scenario.horizon_days) * 24
     env = simpy.Environment()
     servers = simpy.Resource(env, capacity=model.capacity)
     visits: list[StageVisit] = []
@@ -278,18 +279,20 @@ def mm3() -> tuple[Scenario, FlowBook]:
 
 def test_replications_do_not_depend_on_the_pool(mm3: tuple[Scenario, FlowBook]) -> None:
     scenario, flows = mm3
-    seen: list[tuple[int, int]] = []
+    seen: list[RunProgress] = []
     events: list[dict[str, Any]] = []
     one = run_replications(scenario, flows, seed=3, replications=4, days=20, warmup_days=2,
-                           model=mmc_standin, progress=lambda d, t: seen.append((d, t)))
+                           model=mmc_standin, progress=seen.append)
     two = run_replications(scenario, flows, seed=3, replications=4, days=20, warmup_days=2,
                            processes=2, model=mmc_standin, sink=events.append)
     assert one == two
     assert [r.replication for r in one] == [0, 1, 2, 3]
     assert len({r.stage("mm3", "service").wait_mean_h for r in one}) == 4  # independent streams
-    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [(p.replications_done, p.done_h) for p in seen] == [(1, 528.0), (2, 1056.0), (3, 1584.0),
+                                                               (4, 2112.0)]
+    assert {(p.replications, p.total_h) for p in seen} == {(4, 2112.0)}
     assert len(events) == one[0].stage("mm3", "service").visits  # replication 0 only
-    assert one[0].warmup_h == 48.0 and one[0].horizon_h == 480.0
+    assert one[0].warmup_h == 48.0 and one[0].horizon_h == 528.0
 
 
 def test_standin_agrees_with_erlang_c(mm3: tuple[Scenario, FlowBook]) -> None:
@@ -307,14 +310,28 @@ def test_standin_agrees_with_erlang_c(mm3: tuple[Scenario, FlowBook]) -> None:
 # ---------------------------------------------------------------- the real model on mm3.toml
 
 
+def test_model_replications_do_not_depend_on_the_pool(mm3: tuple[Scenario, FlowBook]) -> None:
+    scenario, flows = mm3
+    seen: list[RunProgress] = []
+    events: list[dict[str, Any]] = []
+    one = run_replications(scenario, flows, seed=9, replications=3, days=20, warmup_days=2,
+                           progress=seen.append)
+    two = run_replications(scenario, flows, seed=9, replications=3, days=20, warmup_days=2,
+                           processes=2, sink=events.append)
+    assert one == two and len({r.sim_events for r in one}) == 3
+    assert [p.done_h for p in seen[:3]] == [24.0, 48.0, 72.0]  # a simulated day at a time
+    assert seen[-1] == RunProgress(3 * 528.0, 3 * 528.0, 3, 3)
+    assert sum(one[0].event_counts.values()) == len(events)
+
+
 @pytest.mark.slow
 def test_mm3_mean_wait_matches_erlang_c(mm3: tuple[Scenario, FlowBook]) -> None:
-    """20 replications x 110,000 customers (1,708 days each, 10 of warm-up), on two
+    """20 replications x 110,000 customers (1,698 days each after 10 of warm-up), on two
     processes: the grand mean wait in queue within 3 % of Erlang C, its interval
     containing it, and Little's law L_q = lambda W_q within 2 %."""
     scenario, flows = mm3
     started = time.perf_counter()
-    runs = run_replications(scenario, flows, seed=2026, replications=20, days=1708, warmup_days=10,
+    runs = run_replications(scenario, flows, seed=2026, replications=20, days=1698, warmup_days=10,
                             processes=2)
     elapsed = time.perf_counter() - started
     customers = sum(r.stage("mm3", "service").visits for r in runs)

@@ -266,11 +266,11 @@ def simulate(
     scenario: Annotated[Path, typer.Option(help="Scenario TOML file (see data/scenarios/).",
                                            dir_okay=False)],
     days: Annotated[float | None, typer.Option(
-        help="Simulated days, warm-up included (default: the scenario's horizon_days).")] = None,
+        help="Simulated days measured, after the warm-up (default: the scenario's horizon_days).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the scenario's).")] = None,
     replications: Annotated[int, typer.Option(min=1, help="Independent replications.")] = 1,
     warmup_days: Annotated[float | None, typer.Option(
-        help="Days deleted from the statistics at the start (default: the scenario's).")] = None,
+        help="Days simulated first and left out of the statistics (default: the scenario's).")] = None,
     events: Annotated[Path | None, typer.Option(
         help="Write the events of replication 0 here, NDJSON, one per line.", dir_okay=False)] = None,
     json_report: Annotated[Path | None, typer.Option(
@@ -284,7 +284,7 @@ def simulate(
     """
     from simulation.report import NdjsonEvents, build_report
     from simulation.scenario import ScenarioError, load_scenario
-    from simulation.stats import run_replications
+    from simulation.stats import RunProgress, run_replications
 
     try:
         loaded, flow_book = load_scenario(scenario)
@@ -293,23 +293,25 @@ def simulate(
     seed = loaded.seed if seed is None else seed
     horizon = loaded.horizon_days if days is None else days
     warmup = loaded.warmup_days if warmup_days is None else warmup_days
-    if horizon <= 0 or not 0 <= warmup < horizon:
-        _fail(f"--days must be positive and --warmup-days in [0, days): got {horizon:g} and {warmup:g}")
+    if horizon <= 0 or warmup < 0:
+        _fail(f"--days must be positive and --warmup-days not negative: got {horizon:g} and {warmup:g}")
     with contextlib.ExitStack() as stack:
         sink = None
         if events is not None:
             sink = NdjsonEvents(stack.enter_context(events.open("wb", buffering=1 << 20)))
         progress = stack.enter_context(Progress(
-            TextColumn("[bold]simulate[/bold]"), BarColumn(), TextColumn("{task.description}"),
-            TimeElapsedColumn(), console=console, transient=True))
-        task = progress.add_task(f"0/{replications} replications", total=replications)
+            TextColumn("[bold]simulate[/bold]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True))
+        task = progress.add_task("", total=None)
 
-        def done(n: int, total: int) -> None:
-            progress.update(task, completed=n, description=f"{n}/{total} replications")
+        def advanced(p: RunProgress) -> None:
+            progress.update(task, completed=p.done_h, total=p.total_h,
+                            description=f"{p.done_h / 24:,.0f} of {p.total_h / 24:,.0f} simulated days, "
+                                        f"{p.replications_done}/{p.replications} replications")
 
         try:
             runs = run_replications(loaded, flow_book, seed=seed, replications=replications, days=horizon,
-                                    warmup_days=warmup, processes=processes, sink=sink, progress=done)
+                                    warmup_days=warmup, processes=processes, sink=sink, progress=advanced)
         except ValueError as exc:
             _fail(f"{scenario}: {exc}")
     report = build_report(loaded, runs)
