@@ -177,12 +177,15 @@ def test_calendar_hours() -> None:
 
 
 @pytest.mark.parametrize("name", ["baseline-ecommerce.toml", "manufacturing.toml"])
-def test_shift_stages_run_at_70_to_85_percent(name: str) -> None:
+def test_shift_stages_are_busy_but_stable(name: str) -> None:
+    """Nominal load 70-90 % of the hours on shift (the files' arithmetic). Stages with
+    long jobs aim at the top: the model counts overtime as on shift, so it reports
+    them ~10 % lower (about 72-80 % on seeded runs)."""
     scenario, _ = _load(name)
     for s in scenario.stages:
         if s.transit or s.calendar is None:
             continue
-        assert 0.70 <= _utilization(scenario, s.flow, s.stage) <= 0.85, f"{s.flow}/{s.stage}"
+        assert 0.70 <= _utilization(scenario, s.flow, s.stage) <= 0.90, f"{s.flow}/{s.stage}"
 
 
 def test_round_the_clock_order_audit_copes_with_the_evening_peak() -> None:
