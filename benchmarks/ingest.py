@@ -531,6 +531,10 @@ def run_reads(url: str, flows: FlowBook, repeat: int) -> dict[str, float]:
                               {"t": end - timedelta(hours=24)}).scalar_one()
     say("  read set: " + ", ".join(f"{k} {v:,}" for k, v in shape.items())
         + f" ({recent:,} hub arrivals in the last 24 h)")
+    for flow_id in ("ecommerce", "manufacturing"):  # the rollups must say what the projections say
+        exact = queries._funnel_exact(engine, flows=flows, flow_id=flow_id, zone=ZONE, now=end)
+        if queries.funnel(engine, flows=flows, flow_id=flow_id, zone=ZONE, now=end) != exact:
+            raise RuntimeError(f"funnel {flow_id}: rollups disagree with the projections")
     out = {}
     for flow_id in ("ecommerce", "manufacturing"):
         out[f"funnel {flow_id}"] = _median_ms(lambda f=flow_id: queries.funnel(  # type: ignore[misc]

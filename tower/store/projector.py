@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import JSON, Connection, Engine, Table, delete, select, text
+from sqlalchemy import JSON, Boolean, Connection, Engine, Table, delete, select, text
 
 from tower.domain import TowerFigures
 from tower.events import EventRecord
@@ -163,6 +163,10 @@ def _utc(t: datetime | None) -> datetime | None:
     return None if t is None else t.astimezone(UTC)
 
 
+def _same(t: datetime) -> datetime:
+    return t
+
+
 def _bucket(t: datetime) -> int:
     return int(t.timestamp() // BUCKET_S)
 
@@ -214,6 +218,7 @@ class _SqlStore:
     """Reads and writes of one transaction through SQLAlchemy Core (any dialect)."""
 
     shard = 0
+    native_times = False  # may JSON values hold datetimes (written as isoformat() does)?
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -300,8 +305,162 @@ class _SqlStore:
         return out
 
 
+def _lite_time(t: datetime | None) -> str | None:
+    """A datetime as SQLAlchemy stores it on SQLite (naive UTC text, microseconds always)."""
+    if t is None:
+        return None
+    if t.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    if t.utcoffset():
+        t = t.astimezone(UTC)
+    return t.isoformat(" ", "microseconds")[:26]
+
+
+def _lite_read_time(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+_Codecs = tuple[list[int], list[tuple[int, Callable[[Any], Any]]]]
+_LITE: dict[tuple[str, tuple[str, ...]], _Codecs] = {}
+
+
+def _lite_codecs(table: Table, columns: tuple[str, ...]) -> _Codecs:
+    """Positions of datetime columns (to write as text), and what each read column needs."""
+    key = (table.name, columns)
+    found = _LITE.get(key)
+    if found is None:
+        times: list[int] = []
+        reads: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, name in enumerate(columns):
+            kind = table.c[name].type
+            if isinstance(kind, UTCDateTime):
+                times.append(i)
+                reads.append((i, _lite_read_time))
+            elif isinstance(kind, JSON):
+                reads.append((i, _loads))
+            elif isinstance(kind, Boolean):
+                reads.append((i, bool))
+        found = _LITE[key] = (times, reads)
+    return found
+
+
+class _SqliteStore(_SqlStore):
+    """The same operations on SQLite, straight through the sqlite3 module.
+
+    Values are stored exactly as the SQLAlchemy types store them (datetimes as naive
+    UTC text, JSON as text), so every other reader sees the same rows.
+    """
+
+    native_times = True
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self.db: Any = conn.connection.driver_connection
+
+    @staticmethod
+    def json(value: Any) -> Any:
+        return json_bytes(value).decode()
+
+    def _out(self, table: Table, columns: Sequence[str],
+             rows: Iterable[Sequence[Any]]) -> Iterable[Sequence[Any]]:
+        times = _lite_codecs(table, tuple(columns))[0]
+        if not times:
+            return rows
+        out = []
+        for r in rows:
+            row = list(r)
+            for i in times:
+                row[i] = _lite_time(row[i])
+            out.append(row)
+        return out
+
+    def insert_events(self, rows: Sequence[tuple[Any, ...]]) -> set[str]:
+        new: set[str] = set()
+        names = ", ".join(EVENT_COLS)
+        marks = "(" + ", ".join("?" * len(EVENT_COLS)) + ")"
+        for chunk in _chunks(rows, 2_000):
+            values = [v for row in self._out(EVENTS, EVENT_COLS, chunk) for v in row]
+            cur = self.db.execute(
+                f"INSERT INTO events ({names}) VALUES {', '.join([marks] * len(chunk))} "
+                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id", values,
+            )
+            new.update(r[0] for r in cur.fetchall())
+        return new
+
+    def _insert(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
+                tail: str) -> None:
+        if rows:
+            self.db.executemany(
+                f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+                + tail, self._out(table, columns, rows),
+            )
+
+    def insert_ignore(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        self._insert(table, columns, rows, "ON CONFLICT DO NOTHING")
+
+    def upsert(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
+               keys: Sequence[str], *, newer_than: Sequence[str] = (), keep: Sequence[str] = ()) -> None:
+        update = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys and c not in keep)
+        where = ""
+        if newer_than:
+            where = (f" WHERE ({', '.join(f'excluded.{c}' for c in newer_than)}) > "
+                     f"({', '.join(f'{table.name}.{c}' for c in newer_than)})")
+        self._insert(table, columns, rows, f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {update}{where}")
+
+    def increment(self, table: Table, keys: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        self._insert(table, (*keys, "n"), rows,
+                     f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET n = {table.name}.n + excluded.n")
+
+    def delete_in(self, table: Table, column: str, values: Sequence[Any]) -> None:
+        for chunk in _chunks(values):
+            self.db.execute(f"DELETE FROM {table.name} WHERE {column} IN ({', '.join('?' * len(chunk))})",
+                            list(chunk))
+
+    def _select(self, sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        out: list[tuple[Any, ...]] = []
+        for chunk in _chunks(values):
+            out.extend(self.db.execute(sql.replace("(?)", f"({', '.join('?' * len(chunk))})"),
+                                       list(chunk)).fetchall())
+        return out
+
+    def rows_in(self, table: Table, columns: Sequence[str], column: str,
+                values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        rows = self._select(f"SELECT {', '.join(columns)} FROM {table.name} WHERE {column} IN (?)", values)
+        reads = _lite_codecs(table, tuple(columns))[1]
+        out = []
+        for r in rows:
+            row = list(r)
+            for i, fix in reads:
+                if row[i] is not None:
+                    row[i] = fix(row[i])
+            out.append(tuple(row))
+        return out
+
+    def held_orders(self, order_ids: Sequence[str]) -> set[str]:
+        return {r[0] for r in self._select("SELECT DISTINCT order_id FROM held_events WHERE order_id IN (?)",
+                                           order_ids)}
+
+    def _events(self, where: str, values: Sequence[str]) -> list[EventRecord]:
+        return [
+            EventRecord(event_id=r[0], type=r[1], occurred_at=_lite_read_time(r[2]), source=r[3],
+                        order_id=r[4], payload=_loads(r[5]) if r[5] is not None else {})
+            for r in self._select(
+                "SELECT event_id, type, occurred_at, source, order_id, payload FROM events WHERE " + where,
+                values,
+            )
+        ]
+
+    def order_events(self, order_ids: Sequence[str]) -> list[EventRecord]:
+        return self._events("order_id IN (?) AND type <> 'stock.level'", order_ids)
+
+    def parcel_scans(self, parcel_ids: Sequence[str]) -> list[EventRecord]:
+        return self._events("parcel_id IN (?) AND type = 'parcel.scanned'", parcel_ids)
+
+
 class _PgStore:
     """The same operations on PostgreSQL, straight through psycopg (see :class:`PgBulk`)."""
+
+    native_times = True
 
     def __init__(self, conn: Connection) -> None:
         self.bulk = PgBulk(conn)
@@ -438,7 +597,7 @@ def _select_in(table: Table, columns: tuple[str, ...],
     return found
 
 
-_Store = _SqlStore | _PgStore
+_Store = _SqlStore | _SqliteStore | _PgStore
 
 
 # --- locks ---------------------------------------------------------------------------------
@@ -507,6 +666,7 @@ class Projector:
         self.flows = flows
         self.figures = figures
         self._pg = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+        self._lite = engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite"
         self.listeners: list[Callable[[ApplyResult], None]] = []
 
     # --- public -------------------------------------------------------------------
@@ -524,7 +684,7 @@ class Projector:
             self._apply_pg(batch, result)
         else:
             with self.engine.begin() as conn:
-                self._apply(_SqlStore(conn), batch, result)
+                self._apply(self._store(conn), batch, result)
         for listener in self.listeners:
             listener(result)
         return result
@@ -545,7 +705,9 @@ class Projector:
     # --- one transaction's work -------------------------------------------------------
 
     def _store(self, conn: Connection) -> _Store:
-        return _PgStore(conn) if self._pg else _SqlStore(conn)
+        if self._pg:
+            return _PgStore(conn)
+        return _SqliteStore(conn) if self._lite else _SqlStore(conn)
 
     def _apply_pg(self, batch: list[EventRecord], result: ApplyResult) -> None:
         of, units = _units(batch)
@@ -721,6 +883,7 @@ class Projector:
         prior = prior or {}
         reaches = reaches or {}
         rollup = rollup or _Rollup()
+        text_times = not store.native_times
         earlier = self._earlier_visits(store, states, stored, reaches)
         rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])  # (new, stored)
         visits: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
@@ -761,7 +924,7 @@ class Projector:
             counts[(flow, s.stage, s.status)] += 1
             if s.delivered_at is not None:
                 deliveries[(flow, _bucket(s.delivered_at))] += 1
-            checkpoint = s.checkpoint()
+            checkpoint = s.checkpoint(times_as_text=text_times)
             checkpoint["reach"] = reach
             rows[order_id in existing].append((
                 order_id, flow, s.stage, s.current.seq, s.status, False, s.priority, s.custom,
@@ -910,6 +1073,7 @@ class Projector:
                       existing: Collection[str] = (), stored: Mapping[str, int] | None = None) -> None:
         """Write parcel rows and changed hub visits; new ones as in :meth:`_save_orders`."""
         json = store.json
+        iso: Callable[[datetime], Any] = _same if store.native_times else datetime.isoformat
         stored = stored or {}
         rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])  # (new, stored)
         visits: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
@@ -922,11 +1086,11 @@ class Projector:
                 s.parcel_id, s.carrier, s.status, open_visit.hub_id if open_visit else None,
                 s.last_scan_at,
                 json({
-                    "last_key": [s.last_key[0], s.last_key[1].isoformat(), s.last_key[2]],
+                    "last_key": [s.last_key[0], iso(s.last_key[1]), s.last_key[2]],
                     "last_visit": {
                         "seq": last.seq, "hub_id": last.hub_id,
-                        "arrived_at": last.arrived_at.isoformat(),
-                        "departed_at": last.departed_at.isoformat() if last.departed_at else None,
+                        "arrived_at": iso(last.arrived_at),
+                        "departed_at": iso(last.departed_at) if last.departed_at else None,
                     } if last else None,
                 }),
             ))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -108,12 +109,21 @@ def increment(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], ke
 # --- PostgreSQL: binary COPY, straight into the table or through a staging table ----------
 
 
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def json_bytes(value: Any) -> bytes:
-    """JSON of a value for a JSON column (orjson, or the stdlib for what orjson refuses)."""
+    """JSON of a value for a JSON column (orjson, or the stdlib for what orjson refuses).
+
+    Datetimes are written as ``isoformat()`` writes them.
+    """
     try:
         return orjson.dumps(value)
     except TypeError:  # e.g. integers beyond 64 bits
-        return json.dumps(value).encode()
+        return json.dumps(value, default=_iso).encode()
 
 
 def _copy_type(column: Column[Any]) -> str:
@@ -176,13 +186,19 @@ class PgBulk:
 
     Rows are tuples in ``columns`` order; JSON columns take JSON text (:func:`json_bytes`).
     Rows that are known to be new are COPY-ed straight into the table (inside a
-    savepoint: if one exists after all, they are upserted instead). Other rows go
-    through an ``ON COMMIT DELETE ROWS`` staging table, created once per database
-    connection; call :meth:`committed` after the transaction committed so that it is
-    known to exist in the next one.
+    savepoint: if one exists after all, they are upserted instead). Other rows are
+    COPY-ed into a staging table and moved with one statement that empties it again
+    (``WITH moved AS (DELETE ... RETURNING ...) INSERT ... ON CONFLICT``).
+
+    Staging tables are session temporary tables, created once per database connection
+    (call :meth:`committed` after the transaction committed so that they are known to
+    exist in the next one). They are not ``ON COMMIT DELETE ROWS``: PostgreSQL would
+    then truncate every one of them at every commit, a file operation each; instead a
+    staging table is truncated once every :attr:`RECYCLE` uses, to drop dead rows.
     """
 
     _KNOWN = "tower_pg_bulk_staging_tables"
+    RECYCLE = 200
 
     def __init__(self, conn: Connection) -> None:
         driver = conn.connection.driver_connection
@@ -190,12 +206,12 @@ class PgBulk:
             raise RuntimeError("no DBAPI connection")
         self.cursor: Any = driver.cursor()
         self.cursor.adapters.register_dumper(_JsonText, _JsonbTextDumper)
-        self._known: set[str] = conn.info.setdefault(self._KNOWN, set())
+        self._uses: dict[str, int] = conn.info.setdefault(self._KNOWN, {})
         self._created: set[str] = set()
-        self._filled: set[str] = set()
 
     def committed(self) -> None:
-        self._known |= self._created
+        for name in self._created:
+            self._uses.setdefault(name, 1)
         self._created.clear()
 
     def _copy(self, target: str, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -205,19 +221,34 @@ class PgBulk:
                 copy.write_row(row)
 
     def stage(self, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-        """COPY rows into a staging table with ``table``'s ``columns``; return its name."""
+        """COPY rows into the (empty) staging table for ``table``'s ``columns``; return its name."""
         name = f"tower_stage_{table.name}_{zlib.crc32(','.join(columns).encode()):08x}"
-        if name not in self._known and name not in self._created:
-            self.cursor.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {name} ON COMMIT DELETE ROWS AS "
-                f"SELECT {_names(columns)} FROM {_quote(table.name)} WITH NO DATA"
-            )
-            self._created.add(name)
-        elif name in self._filled:
+        uses = self._uses.get(name)
+        if uses is None:
+            if name not in self._created:
+                self.cursor.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS {name} AS "
+                    f"SELECT {_names(columns)} FROM {_quote(table.name)} WITH NO DATA"
+                )
+                self._created.add(name)
+        elif uses >= self.RECYCLE:
             self.cursor.execute(f"TRUNCATE {name}")
-        self._filled.add(name)
+            self._uses[name] = 1
+        else:
+            self._uses[name] = uses + 1
         self._copy(name, table, columns, rows)
         return name
+
+    def _move(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]], tail: str,
+              order_by: Sequence[str] = ()) -> None:
+        """Stage rows, then ``INSERT INTO table SELECT <them> [ORDER BY] <tail>``, emptying the stage."""
+        staged = self.stage(table, columns, rows)
+        names = _names(columns)
+        order = f" ORDER BY {_names(order_by)}" if order_by else ""
+        self.cursor.execute(
+            f"WITH moved AS (DELETE FROM {staged} RETURNING {names}) "
+            f"INSERT INTO {_quote(table.name)} ({names}) SELECT {names} FROM moved{order} {tail}"
+        )
 
     def _copy_fresh(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
         """COPY rows straight into ``table``; False (and nothing written) if a key exists."""
@@ -241,22 +272,13 @@ class PgBulk:
         index = columns.index(key)
         if self._copy_fresh(table, columns, rows):
             return {r[index] for r in rows}
-        staged = self.stage(table, columns, rows)
-        self.cursor.execute(
-            f"INSERT INTO {_quote(table.name)} ({_names(columns)}) SELECT {_names(columns)} FROM {staged} "
-            f"ON CONFLICT ({_quote(key)}) DO NOTHING RETURNING {_quote(key)}"
-        )
+        self._move(table, columns, rows, f"ON CONFLICT ({_quote(key)}) DO NOTHING RETURNING {_quote(key)}")
         return {r[0] for r in self.cursor.fetchall()}
 
     def insert_ignore(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows, skipping those whose primary key exists."""
-        if not rows:
-            return
-        staged = self.stage(table, columns, rows)
-        self.cursor.execute(
-            f"INSERT INTO {_quote(table.name)} ({_names(columns)}) SELECT {_names(columns)} FROM {staged} "
-            "ON CONFLICT DO NOTHING"
-        )
+        if rows:
+            self._move(table, columns, rows, "ON CONFLICT DO NOTHING")
 
     def insert_fresh(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]],
                      keys: Sequence[str], *, keep: Sequence[str] = ()) -> None:
@@ -277,7 +299,6 @@ class PgBulk:
         """Insert or update rows by primary key; the same contract as :func:`upsert`."""
         if not rows:
             return
-        staged = self.stage(table, columns, rows)
         target = _quote(table.name)
         update = ", ".join(
             f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in columns if c not in keys and c not in keep
@@ -287,25 +308,17 @@ class PgBulk:
             mine = ", ".join(f"EXCLUDED.{_quote(c)}" for c in newer_than)
             theirs = ", ".join(f"{target}.{_quote(c)}" for c in newer_than)
             where = f" WHERE ({mine}) > ({theirs})"
-        self.cursor.execute(
-            f"INSERT INTO {target} ({_names(columns)}) SELECT {_names(columns)} FROM {staged} "
-            f"ON CONFLICT ({_names(keys)}) DO UPDATE SET {update}{where}"
-        )
+        self._move(table, columns, rows, f"ON CONFLICT ({_names(keys)}) DO UPDATE SET {update}{where}")
 
     def increment(self, table: Table, keys: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Add each row's ``n`` (its last value) to the counter row with its key.
 
         Rows are applied in key order, so concurrent writers never deadlock on them.
         """
-        if not rows:
-            return
-        columns = (*keys, "n")
-        staged = self.stage(table, columns, rows)
-        target = _quote(table.name)
-        self.cursor.execute(
-            f"INSERT INTO {target} ({_names(columns)}) SELECT {_names(columns)} FROM {staged} "
-            f"ORDER BY {_names(keys)} ON CONFLICT ({_names(keys)}) DO UPDATE SET n = {target}.n + EXCLUDED.n"
-        )
+        if rows:
+            self._move(table, (*keys, "n"), rows,
+                       f"ON CONFLICT ({_names(keys)}) DO UPDATE SET n = {_quote(table.name)}.n + EXCLUDED.n",
+                       order_by=keys)
 
     def delete_in(self, table: Table, column: str, values: Sequence[Any]) -> None:
         if values:
