@@ -313,21 +313,50 @@ def run_raw(redis_url: str, stream: str, total: int, batch: int) -> float:
 # --- (b), (c) production workers --------------------------------------------------------------
 
 
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds a local process has used (0 when /proc cannot tell)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def _worker_main(pg_url: str, redis_url: str, stream: str, group: str, name: str, batch: int,
                  ready: Any, go: Any, out: Any, profile: bool) -> None:
+    from sqlalchemy import event
+
     from tower.store.engine import ping
 
     flows = load_flows(FLOWS_PATH)
     figures = load_figures(TOWER_PATH)
     engine = make_engine(pg_url)
+    backends: dict[int, float] = {}  # PostgreSQL backend pid -> its CPU seconds at the start
+
+    @event.listens_for(engine, "checkout")
+    def _seen(dbapi_conn: Any, *_: Any) -> None:
+        backends.setdefault(dbapi_conn.info.backend_pid, _proc_cpu(dbapi_conn.info.backend_pid))
+
     ping(engine)
     projector = Projector(engine, flows, figures)
+    refolds = [0]  # orders folded again from the log (late events, or another worker went first)
+    refold_orders = projector._refold_orders
+
+    def counting_refold(store: Any, order_ids: Any, letters: Any) -> Any:
+        refolds[0] += len(order_ids)
+        return refold_orders(store, order_ids, letters)
+
+    projector._refold_orders = counting_refold  # type: ignore[method-assign]
     bus = RedisStreamBus(redis_url, stream=stream, group=group)
     consumer = bus.consumer(projector.apply, name=name, batch_size=batch, block_ms=100)
     prof = cProfile.Profile() if profile else None
     ready.set()
     go.wait()
     last = time.time()
+    for pid in backends:
+        backends[pid] = _proc_cpu(pid)
+    cpu = time.process_time()
     if prof is not None:
         prof.enable()
     while True:
@@ -335,6 +364,8 @@ def _worker_main(pg_url: str, redis_url: str, stream: str, group: str, name: str
         if consumer.step(block_ms=100) == 0:
             break
         last = time.time()
+    cpu = time.process_time() - cpu
+    pg_cpu = sum(_proc_cpu(pid) - start for pid, start in backends.items())
     if prof is not None:
         prof.disable()
         buf = io.StringIO()
@@ -343,7 +374,7 @@ def _worker_main(pg_url: str, redis_url: str, stream: str, group: str, name: str
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(30)
         say(buf.getvalue())
-    out.put((name, consumer.applied, consumer.dead_lettered, last))
+    out.put((name, consumer.applied, consumer.dead_lettered, last, cpu, pg_cpu, refolds[0]))
     bus.close()
     engine.dispose()
 
@@ -385,7 +416,10 @@ def run_workers(n: int, redis_url: str, stream: str, total: int, batch: int, sch
         raise RuntimeError(f"{n} worker(s): applied {applied}, dead {dead}, read {read}, "
                            f"pending {pending}, logged {logged}, expected {total}")
     per = ", ".join(f"{r[0]} {r[1]:,}" for r in sorted(results))
-    say(f"  {n} worker(s): {per} events in {elapsed:.2f} s")
+    cpu = sum(r[4] for r in results) / total * 1e6
+    pg_cpu = sum(r[5] for r in results) / total * 1e6
+    say(f"  {n} worker(s): {per} events in {elapsed:.2f} s; CPU per event: worker {cpu:.0f} us, "
+        f"its PostgreSQL backend {pg_cpu:.0f} us; {sum(r[6] for r in results):,} order refolds")
     return total / elapsed
 
 
@@ -398,6 +432,16 @@ def projection_digest(schema: str) -> dict[str, str]:
                 f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') "
                 f"FROM {schema}.{table} t"
             )).scalar_one()
+        for table, keys in (("order_stage_counts", "flow, stage, status"), ("stage_entry_counts",
+                            "flow, stage, bucket"), ("delivery_counts", "flow, bucket")):
+            out[table] = conn.execute(text(  # summed over shards: those depend on the backends
+                f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') "
+                f"FROM (SELECT {keys}, sum(n) FROM {schema}.{table} GROUP BY {keys} HAVING sum(n) <> 0) t"
+            )).scalar_one()
+        out["stage_reentries"] = conn.execute(text(
+            f"SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') "
+            f"FROM {schema}.stage_reentries t"
+        )).scalar_one()
         out["dead_letters"] = conn.execute(text(
             f"SELECT count(*) || ':' || coalesce(md5(string_agg(event_id || reason, '|' "
             f"ORDER BY event_id)), '') FROM {schema}.dead_letters"
