@@ -27,6 +27,7 @@ from tower.store.tables import (
     StageInterval,
     StageReentry,
 )
+from tower.store.writes import ANY_IDS, id_list
 
 EVENTS = cast(Table, Event.__table__)
 ORDERS = cast(Table, Order.__table__)
@@ -49,27 +50,35 @@ class StoreDirectory:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # On PostgreSQL the id list goes as one JSON parameter (see writes.ANY_IDS):
+        # a thousand bound parameters cost more to send than the look-up itself.
+        self._pg = engine.dialect.name == "postgresql"
+
+    def _lookup(self, sql: str, column: Any, columns: Sequence[Any],
+                ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        with self.engine.connect() as conn:
+            if self._pg and ids:
+                # Unprepared, like the projector's look-ups: a cached generic plan would
+                # keep the plan chosen while the table was small.
+                driver: Any = conn.connection.driver_connection
+                return [tuple(r) for r in driver.execute(sql, (id_list(ids),), prepare=False).fetchall()]
+            for i in range(0, len(ids), 5_000):
+                chunk = list(ids[i : i + 5_000])
+                rows.extend(tuple(r) for r in conn.execute(select(*columns).where(column.in_(chunk))))
+        return rows
 
     def known_event_ids(self, event_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        with self.engine.connect() as conn:
-            for i in range(0, len(event_ids), 5_000):
-                chunk = list(event_ids[i : i + 5_000])
-                found |= set(conn.execute(
-                    select(EVENTS.c.event_id).where(EVENTS.c.event_id.in_(chunk))
-                ).scalars())
-        return found
+        return {r[0] for r in self._lookup(
+            f"SELECT event_id FROM events WHERE event_id = {ANY_IDS}",
+            EVENTS.c.event_id, [EVENTS.c.event_id], event_ids,
+        )}
 
     def order_flows(self, order_ids: Sequence[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        with self.engine.connect() as conn:
-            for i in range(0, len(order_ids), 5_000):
-                chunk = list(order_ids[i : i + 5_000])
-                for order_id, flow in conn.execute(
-                    select(ORDERS.c.order_id, ORDERS.c.flow).where(ORDERS.c.order_id.in_(chunk))
-                ):
-                    out[order_id] = flow
-        return out
+        return {r[0]: r[1] for r in self._lookup(
+            f"SELECT order_id, flow FROM orders WHERE order_id = {ANY_IDS}",
+            ORDERS.c.order_id, [ORDERS.c.order_id, ORDERS.c.flow], order_ids,
+        )}
 
 
 def get_order(engine: Engine, *, order_id: str, now: datetime | None = None) -> dict[str, Any] | None:
