@@ -1,6 +1,6 @@
 """Simulator benchmark: prints rates and ratios, not a test.
 
-    .venv/bin/python benchmarks/simulate.py [--quick] [--seed 1] [--out DIR]
+    .venv/bin/python benchmarks/simulate.py [--quick] [--seed 1] [--out DIR] [--no-records]
 
 Everything runs in this one process (one core), and every rate is set against a
 bare SimPy M/M/3 measured in the same run, so the ratios hold across machines:
@@ -11,16 +11,19 @@ bare SimPy M/M/3 measured in the same run, so the ratios hold across machines:
   model as a ratio to the bare rate (target >= 0.25);
 * ``mm3.toml`` through the model: customers/s as a ratio to the bare model
   (target >= 0.5);
-* one simulated year of the baseline with NDJSON output to a file, as
-  ``tower simulate --events`` writes it: wall time (target < 5 min), the process's
-  resident memory sampled at every simulated month, and its peak (target < 1 GB).
+* one simulated year of the baseline with NDJSON output to a file, the way
+  ``tower simulate --events`` runs it (records kept for the report): wall and CPU
+  time (target < 5 min), the process's resident memory every simulated month, and
+  its peak (target < 1 GB). ``--no-records`` runs it as a live feed does instead
+  (``Model(records=False)``: usage integrals and counts only), to show what the
+  records cost.
 
-Model runs have no warm-up, so every customer simulated counts.
-
-SimPy events are counted the same way for both models: the events the environment
-scheduled (``Environment._eid``) minus those still queued, read after the run. The
-bare model runs before and after the model runs; the faster of the two is the
-reference (the machine may be busy with something else for a while).
+Rates are per CPU second of this process (``time.process_time``), so a machine busy
+with other work changes them less; wall times are printed too. SimPy events are
+counted the same way for both models: the events the environment scheduled
+(``Environment._eid``) minus those still queued. The bare model runs before and
+after the model runs and the faster of the two is the reference. Model runs have no
+warm-up, so every customer simulated counts.
 
 ``--quick`` shrinks every run (a month instead of a year) for a smoke check.
 """
@@ -35,36 +38,49 @@ import tempfile
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import simpy
 
-from simulation.model import simulate
+from simulation.model import Model, simulate
 from simulation.report import NdjsonEvents
 from simulation.scenario import Scenario, load_scenario
+from simulation.stats import run_replications
 from tower.flows import FlowBook
 from tower.settings import DEFAULT_DATA_DIR
 
 SCENARIOS = DEFAULT_DATA_DIR / "scenarios"
 PAGE = os.sysconf("SC_PAGE_SIZE")
+MONTH_H = 365 / 12 * 24
 
 
 @dataclass(frozen=True)
 class Rate:
-    seconds: float
+    cpu_s: float
+    wall_s: float
     sim_events: int
     customers: int
 
     @property
     def events_per_s(self) -> float:
-        return self.sim_events / self.seconds
+        return self.sim_events / self.cpu_s
 
     @property
     def customers_per_s(self) -> float:
-        return self.customers / self.seconds
+        return self.customers / self.cpu_s
+
+
+class Clock:
+    """CPU and wall seconds since it was made."""
+
+    def __init__(self) -> None:
+        gc.collect()
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+
+    def rate(self, sim_events: int, customers: int) -> Rate:
+        return Rate(time.process_time() - self.cpu, time.perf_counter() - self.wall, sim_events, customers)
 
 
 def processed_events(env: simpy.Environment) -> int:
@@ -93,20 +109,16 @@ def bare_mm3(customers: int, seed: int) -> Rate:
             env.process(customer())
 
     env.process(arrivals())
-    started = time.perf_counter()
+    clock = Clock()
     env.run(until=customers / 2.7)
-    seconds = time.perf_counter() - started
-    return Rate(seconds, processed_events(env), served)
+    return clock.rate(processed_events(env), served)
 
 
-def model_run(scenario: Scenario, flows: FlowBook, *, days: float, seed: int,
-              sink: Callable[[dict[str, Any]], None] | None = None) -> tuple[Rate, int]:
-    """The model over ``days`` with no warm-up: its rate and the orders it created."""
-    gc.collect()
-    started = time.perf_counter()
-    result = simulate(scenario, flows, seed=seed, days=days, warmup_days=0, sink=sink)
-    seconds = time.perf_counter() - started
-    return Rate(seconds, result.sim_events, len(result.visits)), len(result.orders)
+def model_run(scenario: Scenario, flows: FlowBook, *, days: float, seed: int) -> tuple[Rate, int]:
+    """The model over ``days``, statistics only: its rate and the orders it created."""
+    clock = Clock()
+    result = simulate(scenario, flows, seed=seed, days=days, warmup_days=0)
+    return clock.rate(result.sim_events, len(result.visits)), len(result.orders)
 
 
 def rss_mb() -> float:
@@ -119,28 +131,38 @@ def peak_rss_mb() -> float:
 
 
 class MemorySampler:
-    """An event sink wrapper that samples resident memory every ``every`` simulated
-    (a month over a year)."""
+    """Samples resident memory every ``every_h`` simulated hours (called each day)."""
 
-    CHECK_EVERY = 4096  # events between two looks at the clock
-
-    def __init__(self, sink: Callable[[dict[str, Any]], None], start: datetime, every: timedelta) -> None:
-        self._sink = sink
-        self._every = every
-        self._next = start + every
-        self._seen = 0
+    def __init__(self, every_h: float) -> None:
+        self.every_h = every_h
+        self.next_h = every_h
         self.started = time.perf_counter()
-        self.samples: list[tuple[int, float, float]] = []  # (month, wall s, RSS MB)
+        self.samples: list[tuple[float, float, float]] = []  # (simulated day, wall s, RSS MB)
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        self._sink(event)
-        self._seen += 1
-        if self._seen % self.CHECK_EVERY == 0:
-            at = event["occurred_at"]
-            moment = datetime.fromisoformat(at) if isinstance(at, str) else at
-            if moment >= self._next:
-                self._next += self._every
-                self.samples.append((len(self.samples) + 1, time.perf_counter() - self.started, rss_mb()))
+    def __call__(self, done_h: float) -> None:
+        if done_h >= self.next_h:
+            self.next_h += self.every_h
+            self.samples.append((done_h / 24, time.perf_counter() - self.started, rss_mb()))
+
+
+def year_run(scenario: Scenario, flows: FlowBook, *, days: float, seed: int,
+             sink: Callable[[dict[str, Any]], None], memory: MemorySampler,
+             records: bool) -> tuple[Rate, int]:
+    """``days`` of the scenario with its events to ``sink``: as ``tower simulate`` runs
+    it (records and figures), or as a live feed (no records)."""
+    clock = Clock()
+    if records:
+        (figures,) = run_replications(scenario, flows, seed=seed, days=days, warmup_days=0, sink=sink,
+                                      progress=lambda p: memory(p.done_h))
+        return clock.rate(figures.sim_events, 0), figures.lead_time().created
+    model = Model(scenario, flows, seed=seed, days=days, warmup_days=0, sink=sink, records=False)
+    now = 0.0
+    while now < model.horizon_h:
+        now = min(now + 24, model.horizon_h)
+        model.run(until_h=now)
+        memory(now)
+    result = model.result()
+    return clock.rate(result.sim_events, 0), result.event_counts.get("order.created", 0)
 
 
 def main() -> None:
@@ -149,6 +171,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small runs, for a smoke check")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="folder of the NDJSON file (default: temp)")
+    parser.add_argument("--no-records", action="store_true",
+                        help="run the year as a live feed (no visit/order records)")
     args = parser.parse_args()
     quick: bool = args.quick
     seed: int = args.seed
@@ -160,42 +184,44 @@ def main() -> None:
     mm3_days = 400 if quick else 3_000  # 64.8 customers a day
     year_days = 30 if quick else 365
 
-    print(f"simulator benchmark{' (quick)' if quick else ''}, seed {seed}, one process")
+    print(f"simulator benchmark{' (quick)' if quick else ''}, seed {seed}, one process; "
+          "rates per CPU second")
     bare_mm3(5_000, seed)  # warm the interpreter's caches
-    bare = bare_mm3(bare_customers, seed)
-    print(f"bare SimPy M/M/3: {bare.customers:,} customers, {bare.sim_events:,} events "
-          f"in {bare.seconds:.2f} s = {bare.events_per_s:,.0f} events/s, "
-          f"{bare.customers_per_s:,.0f} customers/s")
+    first = bare_mm3(bare_customers, seed)
 
     stats, orders = model_run(baseline, baseline_flows, days=baseline_days, seed=seed)
-    again = bare_mm3(bare_customers, seed)  # the machine may have changed pace: keep the faster
-    print(f"bare SimPy M/M/3 again: {again.events_per_s:,.0f} events/s, {again.customers_per_s:,.0f} "
-          f"customers/s; the faster of the two is the reference")
-    bare = min(bare, again, key=lambda r: r.seconds)
+    mm3_rate, _ = model_run(mm3, mm3_flows, days=mm3_days, seed=seed)
+
+    again = bare_mm3(bare_customers, seed)
+    bare = min(first, again, key=lambda r: r.cpu_s)
+    print(f"bare SimPy M/M/3: {bare.customers:,} customers, {bare.sim_events:,} events in {bare.cpu_s:.2f} s "
+          f"= {bare.events_per_s:,.0f} events/s, {bare.customers_per_s:,.0f} customers/s "
+          f"(before/after: {first.events_per_s:,.0f} / {again.events_per_s:,.0f} events/s)")
     ratio = stats.events_per_s / bare.events_per_s
     print(f"baseline, statistics only: {baseline_days} days, {orders:,} orders, {stats.sim_events:,} events "
-          f"in {stats.seconds:.2f} s = {stats.events_per_s:,.0f} events/s -> {ratio:.2f} x bare "
+          f"in {stats.cpu_s:.2f} s = {stats.events_per_s:,.0f} events/s -> {ratio:.2f} x bare "
           f"(target >= 0.25) {'OK' if ratio >= 0.25 else 'MISSED'}")
-
-    mm3_rate, _ = model_run(mm3, mm3_flows, days=mm3_days, seed=seed)
     ratio = mm3_rate.customers_per_s / bare.customers_per_s
-    print(f"mm3.toml through the model: {mm3_rate.customers:,} customers in {mm3_rate.seconds:.2f} s = "
+    print(f"mm3.toml through the model: {mm3_rate.customers:,} customers in {mm3_rate.cpu_s:.2f} s = "
           f"{mm3_rate.customers_per_s:,.0f} customers/s -> {ratio:.2f} x bare (target >= 0.5) "
           f"{'OK' if ratio >= 0.5 else 'MISSED'}")
 
     folder = args.out if args.out is not None else Path(tempfile.mkdtemp(prefix="bench-sim-"))
     path = folder / f"baseline-{year_days}d.ndjson"
+    memory = MemorySampler(MONTH_H * year_days / 365)
+    records = not args.no_records
     with path.open("wb", buffering=1 << 20) as fh:
         writer = NdjsonEvents(fh)
-        memory = MemorySampler(writer, baseline.start, timedelta(days=year_days / 12))
-        year, orders = model_run(baseline, baseline_flows, days=year_days, seed=seed, sink=memory)
+        year, orders = year_run(baseline, baseline_flows, days=year_days, seed=seed, sink=writer,
+                                memory=memory, records=records)
     size_mb = path.stat().st_size / 2**20
     peak = peak_rss_mb()
-    print(f"baseline, {year_days} days with NDJSON: {orders:,} orders, {writer.count:,} events "
-          f"({size_mb:,.0f} MB) in {year.seconds:.1f} s (target < 300 s) "
-          f"{'OK' if year.seconds < 300 else 'MISSED'}")
-    for n, wall, mb in memory.samples:
-        print(f"  day {n * year_days / 12:5.1f}: {wall:7.1f} s wall, RSS {mb:7.1f} MB")
+    how = "records kept, as tower simulate" if records else "no records"
+    print(f"baseline, {year_days} days with NDJSON ({how}): {orders:,} orders, {writer.count:,} events "
+          f"({size_mb:,.0f} MB) in {year.wall_s:.1f} s wall, "
+          f"{year.cpu_s:.1f} s CPU (target < 300 s) {'OK' if year.wall_s < 300 else 'MISSED'}")
+    for day, wall, mb in memory.samples:
+        print(f"  day {day:5.0f}: {wall:7.1f} s wall, RSS {mb:7.1f} MB")
     print(f"  peak RSS {peak:,.0f} MB (target < 1024 MB) {'OK' if peak < 1024 else 'MISSED'}")
     if args.out is None:
         path.unlink()
