@@ -462,12 +462,14 @@ def run_embedded(records: Sequence[EventRecord], batch: int) -> float:
         projector = Projector(engine, flows, figures)
         bus = InProcessBus(batch_size=batch)
         bus.subscribe(projector.apply)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for i in range(0, len(records), 1_000):
             bus.publish(records[i : i + 1_000])
         if not bus.join(timeout=3_600):
             raise RuntimeError("embedded projector did not drain")
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        say(f"  embedded: {len(records):,} events in {elapsed:.2f} s; CPU per event "
+            f"{cpu / len(records) * 1e6:.0f} us (this process, SQLite included)")
         bus.close()
         with engine.connect() as conn:
             logged = conn.execute(text("SELECT count(*) FROM events")).scalar_one()
@@ -672,7 +674,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         delete_keys(client, f"bench:{os.getpid()}:*")
         client.close()
 
-    print(f"\nOrder Tower ingest benchmark ({events:,} events / {orders:,} orders, batch {args.batch})")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nOrder Tower ingest benchmark ({events:,} events / {orders:,} orders, batch {args.batch}; "
+          f"{os.cpu_count()} CPUs, load average {load})")
     if "raw" in figures:
         print(f"  raw baseline (XREADGROUP + COPY + XACK) {figures['raw']:>10,.0f} events/s")
     if "w1" in figures:

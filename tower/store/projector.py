@@ -22,6 +22,8 @@ look-ups and binary ``COPY`` + one set-based statement per table, see
 
 from __future__ import annotations
 
+import logging
+
 import json
 import sqlite3
 import zlib
@@ -74,6 +76,8 @@ from tower.store.writes import (
     json_bytes,
     upsert,
 )
+
+log = logging.getLogger(__name__)
 
 EVENTS = cast(Table, Event.__table__)
 ORDERS = cast(Table, Order.__table__)
@@ -341,6 +345,9 @@ def _lite_read_time(value: str) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
+#: Bound parameters one SQLite statement may take (SQLITE_MAX_VARIABLE_NUMBER).
+_LITE_VARS = 32_000 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
 _Codecs = tuple[list[int], list[tuple[int, Callable[[Any], Any]]]]
 _LITE: dict[tuple[str, tuple[str, ...]], _Codecs] = {}
 
@@ -399,7 +406,7 @@ class _SqliteStore(_SqlStore):
         new: set[str] = set()
         names = ", ".join(EVENT_COLS)
         marks = "(" + ", ".join("?" * len(EVENT_COLS)) + ")"
-        for chunk in _chunks(rows, 2_000):
+        for chunk in _chunks(rows, _LITE_VARS // len(EVENT_COLS)):
             values = [v for row in self._out(EVENTS, EVENT_COLS, chunk) for v in row]
             cur = self.db.execute(
                 f"INSERT INTO events ({names}) VALUES {', '.join([marks] * len(chunk))} "
@@ -464,13 +471,13 @@ class _SqliteStore(_SqlStore):
                      f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET n = {table.name}.n + excluded.n")
 
     def delete_in(self, table: Table, column: str, values: Sequence[Any]) -> None:
-        for chunk in _chunks(values):
+        for chunk in _chunks(values, _LITE_VARS):
             self.db.execute(f"DELETE FROM {table.name} WHERE {column} IN ({', '.join('?' * len(chunk))})",
                             list(chunk))
 
     def _select(self, sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
         out: list[tuple[Any, ...]] = []
-        for chunk in _chunks(values):
+        for chunk in _chunks(values, _LITE_VARS):
             out.extend(self.db.execute(sql.replace("(?)", f"({', '.join('?' * len(chunk))})"),
                                        list(chunk)).fetchall())
         return out
@@ -742,7 +749,13 @@ class Projector:
             with self.engine.begin() as conn:
                 self._apply(self._store(conn), batch, result)
         for listener in self.listeners:
-            listener(result)
+            # The batch is committed: a failing listener must not make the bus retry
+            # it (the retry would find only duplicates and the listener would never
+            # hear of these events again), so its error is logged, not raised.
+            try:
+                listener(result)
+            except Exception:
+                log.exception("projector listener %r failed on a batch of %d", listener, result.accepted)
         return result
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
