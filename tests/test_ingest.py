@@ -174,3 +174,16 @@ def test_cancelled_order(tower_rt: Tower) -> None:
                                       "payload": {"reason": "customer"}}])
     order = queries.get_order(tower_rt.engine, order_id="o1")
     assert order is not None and order["status"] == "cancelled"
+
+
+def test_a_failing_listener_does_not_undo_or_replay_a_batch(tower_rt: Tower) -> None:
+    heard: list[int] = []
+
+    def broken(result: object) -> None:
+        raise RuntimeError("listener bug")
+
+    tower_rt.projector.listeners.extend([broken, lambda r: heard.append(r.accepted)])  # type: ignore[attr-defined]
+    ingest(tower_rt, [created("o1")])
+    assert heard == [1]
+    order = queries.get_order(tower_rt.engine, order_id="o1")
+    assert order is not None

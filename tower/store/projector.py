@@ -22,9 +22,8 @@ look-ups and binary ``COPY`` + one set-based statement per table, see
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 import sqlite3
 import zlib
 from collections import defaultdict
