@@ -38,12 +38,13 @@ def rate_segments(demand: Demand, zone: ZoneInfo, start: datetime, horizon_h: fl
     end = start + timedelta(hours=horizon_h)
     moment, t = start, 0.0
     piece: Segment | None = None
-    while t < horizon_h:
+    while moment < end:
         local = moment.astimezone(zone)
         next_hour = moment + timedelta(hours=1) - timedelta(
             minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
         upto = min(next_hour, end)
-        t_next = hours_since(start, upto)
+        # the horizon exactly, though the datetime ``end`` is rounded to the microsecond
+        t_next = horizon_h if upto == end else hours_since(start, upto)
         for edge in edges:
             if t < edge < t_next:
                 t_next = edge

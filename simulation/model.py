@@ -509,7 +509,8 @@ class Model:
                 functools.partial(self._late_upload, o, stage, kind, uploaded))
 
     def _late_upload(self, o: Order, stage: StagePlan, kind: str, uploaded: simpy.Event, _: object) -> None:
-        self._evidence_event(o, stage, kind)
+        if not o.cancelled:  # nobody uploads evidence for a cancelled order
+            self._evidence_event(o, stage, kind)
         assert o.evidence is not None
         o.evidence[(stage.stage, kind)] = None
         uploaded.succeed()
@@ -548,6 +549,7 @@ class Model:
             o.process.interrupt(CANCEL_REASON)
 
     def _cancelled(self, o: Order) -> None:
+        o.cancelled = True
         em = self.emitter
         if em.live:
             em.emit(self.env.now, "order.cancelled", ORDER_SOURCE, o.id, {"reason": CANCEL_REASON})

@@ -40,13 +40,12 @@ class HubSite:
         self.outages = sorted(outages)
         self.held = [0] * len(self.outages)  # parcels each outage held
 
-    def holds_until(self) -> float | None:
-        """End of the outage under way that holds an arriving parcel (counted), if any."""
+    def outage(self) -> int | None:
+        """Index of the outage under way, if any."""
         now = self.env.now
         for i, (start, end) in enumerate(self.outages):
             if start <= now < end:
-                self.held[i] += 1
-                return end
+                return i
         return None
 
 

@@ -17,7 +17,7 @@ class Order:
     """What the model knows of an order between ``order.created`` and its end."""
 
     __slots__ = (
-        "cold", "created_h", "custom", "customer", "evidence", "flow", "id", "items", "priority",
+        "cancelled", "cold", "created_h", "custom", "customer", "evidence", "flow", "id", "items", "priority",
         "process", "promised_h", "rerouted_from", "rush", "shipped", "warehouse",
     )
 
@@ -38,6 +38,7 @@ class Order:
         # (stage, kind) -> None once uploaded, or the event a late upload will trigger
         self.evidence: dict[tuple[str, str], simpy.Event | None] | None = None
         self.shipped = False  # handed to the carrier: too late to cancel
+        self.cancelled = False
         self.process: simpy.Process | None = None
 
 

@@ -135,15 +135,24 @@ class Shipping:
 
     def _through_hub(self, parcel: Parcel, line: CarrierLine, hub: HubSite
                      ) -> Generator[simpy.Event, Any, None]:
-        """Arrive, wait out an outage, queue for sorting, get sorted."""
+        """Arrive, queue for sorting, get sorted; an outage holds the parcel until it ends."""
         env = self.env
         self.scan(parcel, line, "arrived_hub", hub=hub)
-        reopens = hub.holds_until()
-        if reopens is not None:
-            yield env.timeout(reopens - env.now)
+        held = yield from self._outage(hub, None)
         with hub.docks.request() as dock:
             yield dock
             yield env.timeout(hub.handling())
+        yield from self._outage(hub, held)  # nothing leaves a hub that is down
+
+    def _outage(self, hub: HubSite, counted: int | None) -> Generator[simpy.Event, Any, int | None]:
+        """Hold the parcel while the hub is down (counted once per outage); returns the outage."""
+        k = hub.outage()
+        if k is None:
+            return counted
+        if k != counted:
+            hub.held[k] += 1
+        yield self.env.timeout(hub.outages[k][1] - self.env.now)
+        return k
 
     def _last_mile(self, parcel: Parcel, line: CarrierLine, hub: HubSite, *, lost: bool
                    ) -> Generator[simpy.Event, Any, str]:
