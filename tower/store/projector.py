@@ -4,7 +4,7 @@ Events are deduplicated by ``event_id`` against the log; each affected order (an
 parcel) is either folded forward from its checkpoint, when every new event sorts after
 what it has already seen, or folded again from all its events in the log. Either way
 its state is the fold of its event set, so arrival order and duplicates never change
-the result.
+the result. The funnel's rollups (see tables.py) change in the same transaction.
 
 Each call to :meth:`Projector.apply` is one transaction, except on PostgreSQL when
 another worker holds some of the batch's orders: transaction-scoped advisory locks on
@@ -13,11 +13,13 @@ takes, without waiting, the locks it can get and applies the events of those ord
 a first transaction; the events of the orders another worker holds follow in a second
 one that waits for them. Two workers whose batches share a few orders so still run side
 by side, and the events of one order are only ever applied under its lock, together
-with their entry in the log.
+with their entry in the log. (A batch that needs more than :data:`MAX_LOCKS` locks is
+applied in several such rounds.)
 
-On PostgreSQL the reads and writes go straight through psycopg (``= ANY(array)``
-look-ups and binary ``COPY`` + one set-based statement per table, see
-:class:`~tower.store.writes.PgBulk`); other dialects use SQLAlchemy Core.
+On PostgreSQL the reads and writes go straight through psycopg (look-ups with the ids
+as one JSON parameter; binary ``COPY`` and one set-based statement per table, see
+:class:`~tower.store.writes.PgBulk`), on SQLite through the sqlite3 module, storing
+what SQLAlchemy's types store; other dialects use SQLAlchemy Core. See ADR 0002.
 """
 
 from __future__ import annotations
