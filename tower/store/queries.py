@@ -255,16 +255,19 @@ def hub_rollup(
         (HUB_VISITS.c.departed_at.is_(None) & (HUB_VISITS.c.arrived_at < overdue_before), 1),
         else_=0,
     )
+    # Grouped in index order (hour, hub): PostgreSQL aggregates the index-only scans of
+    # ix_hub_visits_arrived (which carries the columns "retained" needs, migration 0003)
+    # and ix_hub_visits_departed as they come, with no hashing or sorting.
     with engine.connect() as conn:
         arrivals = conn.execute(
             select(HUB_VISITS.c.hub_id, HUB_VISITS.c.arrived_hour, func.count(), func.sum(retained))
             .where(HUB_VISITS.c.arrived_hour >= since_hour)
-            .group_by(HUB_VISITS.c.hub_id, HUB_VISITS.c.arrived_hour)
+            .group_by(HUB_VISITS.c.arrived_hour, HUB_VISITS.c.hub_id)
         ).all()
         departures = conn.execute(
             select(HUB_VISITS.c.hub_id, HUB_VISITS.c.departed_hour, func.count())
             .where(HUB_VISITS.c.departed_hour >= since_hour)
-            .group_by(HUB_VISITS.c.hub_id, HUB_VISITS.c.departed_hour)
+            .group_by(HUB_VISITS.c.departed_hour, HUB_VISITS.c.hub_id)
         ).all()
     cells: dict[tuple[str, int], dict[str, Any]] = {}
 
