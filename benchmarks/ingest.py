@@ -1,12 +1,13 @@
 """Ingest and projection benchmark: prints events/s and ratios, not a test.
 
-    .venv/bin/python benchmarks/ingest.py [--events N] [--quick]
+    .venv/bin/python benchmarks/ingest.py [--events N] [--quick] [--rounds K]
 
-Needs PostgreSQL (``--pg``, default the test database on 127.0.0.1) and Redis
-(``--redis``, default db 14 on 127.0.0.1). Everything it creates is dropped at the end
-(schemas ``bench_*``, Redis keys ``bench:<pid>:*``) except the read set, which is kept
-in the schema ``bench_reads`` (``bench_reads_quick`` with ``--quick``) so reruns do not
-load it again.
+Needs PostgreSQL (``TOWER_BENCH_PG``, default the test database on 127.0.0.1) and Redis
+(``TOWER_BENCH_REDIS``, default db 14 on 127.0.0.1). Everything it creates is dropped at
+the end (schemas ``bench_*``, Redis keys ``bench:<pid>:*``) except the read set, which
+is kept in the schema ``bench_reads`` (``bench_reads_quick`` with ``--quick``) so reruns
+do not load it again. Throughput on a shared machine is noisy: ``--rounds K`` runs the
+raw baseline and the workers K times and reports medians.
 
 What it measures, on the same seeded events:
 
@@ -279,12 +280,12 @@ def delete_keys(client: redis.Redis, pattern: str) -> None:
 # --- (a) raw baseline -------------------------------------------------------------------------
 
 
-def run_raw(redis_url: str, stream: str, total: int, batch: int) -> float:
+def run_raw(redis_url: str, stream: str, total: int, batch: int, tag: str = "") -> float:
     """XREADGROUP + COPY of the unchanged JSON into a bare jsonb table + XACK. Returns events/s."""
     schema = "bench_raw"
     fresh_schema(schema, migrate=False)
     client = redis.Redis.from_url(redis_url)
-    group = "raw"
+    group = f"raw{tag}"
     client.xgroup_create(stream, group, id="0")
     done = 0
     with psycopg.connect(libpq_dsn(schema)) as conn:
@@ -380,10 +381,10 @@ def _worker_main(pg_url: str, redis_url: str, stream: str, group: str, name: str
 
 
 def run_workers(n: int, redis_url: str, stream: str, total: int, batch: int, schema: str,
-                profile: bool = False) -> float:
+                profile: bool = False, tag: str = "") -> float:
     """``n`` worker processes drain a fresh consumer group into a fresh schema. Returns events/s."""
     url = fresh_schema(schema)
-    group = f"w{n}"
+    group = f"w{n}{tag}"
     ctx = mp.get_context("spawn")
     go = ctx.Event()
     out = ctx.Queue()
@@ -612,6 +613,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--read-orders", type=int, help="orders of the read set (default read events / 10)")
     parser.add_argument("--batch", type=int, default=2_000, help="consumer batch (XREADGROUP count)")
     parser.add_argument("--repeat", type=int, default=20, help="runs per read query (median)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of raw / 1 worker / 2 workers (each figure is the median)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", default="raw,w1,w2,embedded,front,reads",
                         help="comma-separated parts to run (raw,w1,w2,embedded,front,reads)")
@@ -640,21 +643,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             with timed("publish to Redis"):
                 publish_all(bus, records)
             bus.close()
-            if "raw" in parts:
-                figures["raw"] = run_raw(REDIS_URL, stream, len(records), args.batch)
-                say(f"raw baseline: {figures['raw']:,.0f} events/s")
-            if "w1" in parts:
-                figures["w1"] = run_workers(1, REDIS_URL, stream, len(records), args.batch,
-                                            "bench_w1", profile=args.profile)
-                say(f"1 worker: {figures['w1']:,.0f} events/s")
-            if "w2" in parts:
-                figures["w2"] = run_workers(2, REDIS_URL, stream, len(records), args.batch, "bench_w2")
-                say(f"2 workers: {figures['w2']:,.0f} events/s")
-            if "w1" in parts and "w2" in parts:
-                same = projection_digest("bench_w1") == projection_digest("bench_w2")
-                say(f"1- and 2-worker projections identical: {same}")
-                if not same:
-                    raise RuntimeError("1 and 2 workers built different projections")
+            # Rounds of raw, 1 worker, 2 workers: each figure is the median over rounds, so a
+            # burst of load from elsewhere on the machine hits one round, not the ratios.
+            rates: dict[str, list[float]] = {"raw": [], "w1": [], "w2": []}
+            for r in range(args.rounds):
+                tag = f"r{r}"
+                if "raw" in parts:
+                    rates["raw"].append(run_raw(REDIS_URL, stream, len(records), args.batch, tag))
+                    say(f"raw baseline: {rates['raw'][-1]:,.0f} events/s")
+                if "w1" in parts:
+                    rates["w1"].append(run_workers(1, REDIS_URL, stream, len(records), args.batch,
+                                                   "bench_w1", profile=args.profile and r == 0, tag=tag))
+                    say(f"1 worker: {rates['w1'][-1]:,.0f} events/s")
+                if "w2" in parts:
+                    rates["w2"].append(run_workers(2, REDIS_URL, stream, len(records), args.batch,
+                                                   "bench_w2", tag=tag))
+                    say(f"2 workers: {rates['w2'][-1]:,.0f} events/s")
+                if r == 0 and "w1" in parts and "w2" in parts:
+                    same = projection_digest("bench_w1") == projection_digest("bench_w2")
+                    say(f"1- and 2-worker projections identical: {same}")
+                    if not same:
+                        raise RuntimeError("1 and 2 workers built different projections")
+            figures.update({k: statistics.median(v) for k, v in rates.items() if v})
             client.delete(stream, f"{stream}:dead")
             drop_schema("bench_w1")
             drop_schema("bench_w2")
@@ -675,8 +685,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         client.close()
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\nOrder Tower ingest benchmark ({events:,} events / {orders:,} orders, batch {args.batch}; "
-          f"{os.cpu_count()} CPUs, load average {load})")
+    rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
+    print(f"\nOrder Tower ingest benchmark ({events:,} events / {orders:,} orders, batch {args.batch}"
+          f"{rounds}; {os.cpu_count()} CPUs, load average {load})")
     if "raw" in figures:
         print(f"  raw baseline (XREADGROUP + COPY + XACK) {figures['raw']:>10,.0f} events/s")
     if "w1" in figures:
