@@ -12,6 +12,7 @@ exact for the piecewise-constant rate, however large a Double-11 peak is.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -35,6 +36,9 @@ def rate_segments(demand: Demand, zone: ZoneInfo, start: datetime, horizon_h: fl
     base = demand.orders_per_day / 24.0
     peaks = [(hours_since(start, p.start), hours_since(start, p.end), p.multiplier) for p in demand.peaks]
     edges = sorted({t for a, b, _ in peaks for t in (a, b) if 0 < t < horizon_h})
+    if len(set(hour_w)) == 1 and len(set(day_w)) == 1:  # flat: only the peaks change the rate
+        yield from _flat_segments(base, peaks, [0.0, *edges, horizon_h])
+        return
     end = start + timedelta(hours=horizon_h)
     moment, t = start, 0.0
     piece: Segment | None = None
@@ -59,6 +63,22 @@ def rate_segments(demand: Demand, zone: ZoneInfo, start: datetime, horizon_h: fl
                 yield piece
             piece = (t, t_next, rate)
         moment, t = upto, t_next
+    if piece is not None:
+        yield piece
+
+
+def _flat_segments(base: float, peaks: list[tuple[float, float, float]],
+                   cuts: list[float]) -> Iterator[Segment]:
+    """Pieces of a demand without daily or weekly shape: cut only at the peaks' edges."""
+    piece: Segment | None = None
+    for t, t_next in itertools.pairwise(cuts):
+        rate = base * max((m for a, b, m in peaks if a <= t < b), default=1.0)
+        if piece is not None and piece[2] == rate:
+            piece = (piece[0], t_next, rate)
+            continue
+        if piece is not None:
+            yield piece
+        piece = (t, t_next, rate)
     if piece is not None:
         yield piece
 

@@ -33,17 +33,43 @@ class Emitter:
         self._zone = zone
         self._stamp_h = -1.0
         self._stamp = ""
+        self._hour = -1
+        self._hour_local = start     # local wall time at the start of the cached hour (naive)
+        self._hour_offset: str | None = None  # its UTC offset, if the same all hour
 
     def count(self, kind: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
     def stamp(self, now_h: float) -> str:
-        """``occurred_at`` of simulated hour ``now_h`` (cached: many events share a moment)."""
-        if now_h != self._stamp_h:
-            moment = (self._start + timedelta(hours=now_h)).astimezone(self._zone)
-            self._stamp = moment.isoformat(timespec="milliseconds")
-            self._stamp_h = now_h
-        return self._stamp
+        """``occurred_at`` of simulated hour ``now_h``, to the millisecond.
+
+        Formatting an aware datetime in a zone costs more than a SimPy event, so the
+        local wall time and the offset are worked out once per simulated hour (the
+        offset is cached only if it is the same at both ends of the hour: a zone
+        changes its offset at most once in an hour) and many events share a moment.
+        """
+        if now_h == self._stamp_h:
+            return self._stamp
+        hour = int(now_h)
+        if hour != self._hour:
+            self._cache_hour(hour)
+        ms = int((now_h - hour) * 3_600_000.0)
+        if self._hour_offset is not None:
+            local = self._hour_local + timedelta(milliseconds=ms)
+            text = local.isoformat(timespec="milliseconds") + self._hour_offset
+        else:
+            moment = self._start + timedelta(hours=hour, milliseconds=ms)
+            text = moment.astimezone(self._zone).isoformat(timespec="milliseconds")
+        self._stamp_h, self._stamp = now_h, text
+        return text
+
+    def _cache_hour(self, hour: int) -> None:
+        begin = (self._start + timedelta(hours=hour)).astimezone(self._zone)
+        end = (self._start + timedelta(hours=hour + 1)).astimezone(self._zone)
+        self._hour = hour
+        self._hour_local = begin.replace(tzinfo=None)
+        same = begin.utcoffset() == end.utcoffset()
+        self._hour_offset = begin.isoformat()[-6:] if same else None
 
     def emit(self, now_h: float, kind: str, source: str, order_id: str | None,
              payload: dict[str, Any]) -> None:

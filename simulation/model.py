@@ -102,6 +102,18 @@ class FlowPlan:
     custom_share: float
     qty: tuple[int, int]
     channels: tuple[str, ...]
+    gated: bool  # some stage uploads evidence for a later gate
+
+
+@dataclass(slots=True, frozen=True)
+class Shares:
+    """The order mix shares and promise factors, drawn from once per order."""
+
+    rush: float
+    cold_chain: float
+    cancel: float
+    custom_factor: float  # promise x this for custom orders (1 + custom_buffer)
+    rush_factor: float    # promise x this for rush orders (rush_budget_factor)
 
 
 def _window_h(start: datetime, a: datetime, b: datetime) -> tuple[float, float]:
@@ -139,8 +151,8 @@ class Model:
         self.order_tag = f"{seed}.{replication}"
         self.window_truth: list[tuple[GroundTruth, Callable[[], str]]] = []
 
-        d = flows.defaults
-        self.priorities = (d.rush_priority, d.normal_priority)
+        defaults, demand = flows.defaults, scenario.demand
+        self.priorities = (defaults.rush_priority, defaults.normal_priority)
         self.mix = self.streams.uniform("mix")
         self.customers = self.streams.uniform("customers")
         self.cosmetic = self.streams.uniform("cosmetic")  # payload-only details (channel): never dynamics
@@ -151,7 +163,10 @@ class Model:
         self.stations: list[Station] = []
         self.plans = [self._flow_plan(flows.by_id[name]) for name in scenario.demand.flow_mix]
         self.flow_cum = cumulative(list(scenario.demand.flow_mix.values()))
-        self.gated_flows = frozenset(p.flow.id for p in self.plans if any(s.uploads for s in p.worked))
+        self.shares = Shares(rush=demand.rush_share, cancel=demand.cancel_share,
+                             cold_chain=demand.cold_chain_share if scenario.logistics else 0.0,
+                             custom_factor=1 + defaults.custom_buffer,
+                             rush_factor=defaults.rush_budget_factor)
         self.supplier_hits: dict[tuple[str, float], int] = {}
         self.network: Network | None = None
         self.shipping: Shipping | None = None
@@ -206,7 +221,7 @@ class Model:
         return FlowPlan(
             flow=flow, code=flow.id[:2].upper(), worked=worked, transit=transit, promise_h=promise,
             custom_share=d.custom_share.get(flow.id, 0.0), qty=d.qty_per_item.get(flow.id, (1, 3)),
-            channels=d.channels.get(flow.id, ()),
+            channels=d.channels.get(flow.id, ()), gated=any(s.uploads for s in worked),
         )
 
     def _stage_plan(self, flow: Flow, model: StageModel, uploads: tuple[str, ...]) -> StagePlan:
@@ -286,24 +301,23 @@ class Model:
 
     def _create(self) -> None:
         """A customer places an order: draw its kind, announce it, start its life."""
-        sc, mix, now = self.scenario, self.mix, self.env.now
+        mix, now, shares = self.mix, self.env.now, self.shares
         plan = self.plans[mix.pick(self.flow_cum)]
-        rush = mix.chance(sc.demand.rush_share)
+        rush = mix.chance(shares.rush)
         custom = mix.chance(plan.custom_share)
-        cold = sc.logistics and mix.chance(sc.demand.cold_chain_share)
-        cancels = mix.chance(sc.demand.cancel_share)
+        cold = mix.chance(shares.cold_chain)
+        cancels = mix.chance(shares.cancel)
         promise = plan.promise_h
         if custom:
-            promise *= 1 + self.flows.defaults.custom_buffer
+            promise *= shares.custom_factor
         if rush:
-            promise *= self.flows.defaults.rush_budget_factor
+            promise *= shares.rush_factor
         self.order_no += 1
-        o = Order(id=f"{plan.code}-{self.order_tag}-{self.order_no:07d}", flow=plan.flow.id, created_h=now,
-                  promised_h=now + promise, rush=rush, custom=custom, cold=cold,
-                  priority=self.priorities[0] if rush else self.priorities[1])
+        o = Order(f"{plan.code}-{self.order_tag}-{self.order_no:07d}", plan.flow.id, now, now + promise, rush,
+                  custom, cold, self.priorities[0] if rush else self.priorities[1])
         if self.details_drawn:
             self._draw_details(o, plan)
-        if plan.flow.id in self.gated_flows:
+        if plan.gated:
             o.evidence = {}
         self._announce(o, plan)
         self.open[o.id] = o
@@ -452,7 +466,6 @@ class Model:
             try:
                 yield request
                 started = env.now
-                station.started(request)
                 if rework:
                     em.stage(started, "stage.started", stage.source, o.id, stage.stage, stage.resource, site,
                              rework=True)
@@ -587,13 +600,13 @@ class Model:
             ]
         return RunResult(
             scenario=self.scenario.name, seed=self.seed, replication=self.replication, horizon_h=now,
-            warmup_h=self.warmup_h, visits=list(self.visits), orders=orders, resources=self._usage(now),
+            warmup_h=self.warmup_h, visits=list(self.visits), orders=orders, resources=self._usage(),
             ground_truth=self._ground_truth(now), event_counts=dict(sorted(self.emitter.counts.items())),
             sim_events=self.sim_events(),
         )
 
-    def _usage(self, now: float) -> list[ResourceUsage]:
-        return [s.usage(now) for s in self.stations]
+    def _usage(self) -> list[ResourceUsage]:
+        return [s.usage() for s in self.stations]
 
     def _ground_truth(self, now: float) -> list[GroundTruth]:
         windows = []

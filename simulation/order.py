@@ -21,7 +21,7 @@ class Order:
         "process", "promised_h", "rerouted_from", "rush", "shipped", "warehouse",
     )
 
-    def __init__(self, *, id: str, flow: str, created_h: float, promised_h: float, rush: bool,
+    def __init__(self, id: str, flow: str, created_h: float, promised_h: float, rush: bool,
                  custom: bool, cold: bool, priority: int) -> None:
         self.id = id
         self.flow = flow

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# StageVisit and OrderOutcome are not frozen: a run makes millions of them, and a
+# frozen dataclass costs three times as much to build (object.__setattr__ per field).
+# Treat them as read-only all the same.
 
-@dataclass(slots=True, frozen=True)
+
+@dataclass(slots=True)
 class StageVisit:
     """One order's pass through one stage: queued at ``arrived_h``, served from
     ``started_h`` to ``finished_h`` on ``resource``. Rework makes a second visit."""
@@ -33,7 +37,7 @@ class StageVisit:
         return self.finished_h - self.started_h
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class OrderOutcome:
     """An order from creation to its end (``done_h`` None = still open at the horizon)."""
 

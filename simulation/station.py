@@ -70,25 +70,29 @@ class Station:
         self.queue_area = 0.0
         self.held_area = 0.0
 
-    def _since(self, begin: float | None) -> float:
-        """Length of ``[begin, now]`` inside the measured window."""
-        now, warm = self.env.now, self.warmup_h
-        if now <= warm:
+    def _clipped(self, begin: float | None, end: float) -> float:
+        """Length of ``[begin, end]`` inside the measured window (``begin`` None: from 0)."""
+        warm = self.warmup_h
+        if end <= warm:
             return 0.0
-        return now - (begin if begin is not None and begin > warm else warm)
+        return end - (begin if begin is not None and begin > warm else warm)
 
-    def usage(self, horizon_h: float) -> ResourceUsage:
+    def usage(self) -> ResourceUsage:
         """Usage over ``[warmup_h, now]``, open intervals included (call at the end of a run)."""
+        now = self.env.now
         busy, queue, held = self.busy_area, self.queue_area, self.held_area
         for request in self.servers.users:
             if type(request) is OffShift:
-                held += self._since(request.usage_since)
+                held += self._clipped(request.usage_since, now)
             else:
-                busy += self._since(request.usage_since)
+                started = request.usage_since
+                assert started is not None
+                queue += self._clipped(request.time, started)  # type: ignore[attr-defined]
+                busy += self._clipped(started, now)
         for request in self.servers.queue:
             if type(request) is not OffShift:
-                queue += self._since(request.time)
-        window = max(self.env.now - self.warmup_h, 0.0)
+                queue += self._clipped(request.time, now)
+        window = max(now - self.warmup_h, 0.0)
         return ResourceUsage(
             resource=self.resource, flow=self.flow, stage=self.stage, capacity=self.capacity,
             busy_h=busy, available_h=self.capacity * window - held, queue_area_h=queue, window_h=window,
@@ -100,13 +104,17 @@ class Station:
         """Queue an order for a server (granted at once if one is free and on shift)."""
         return self.servers.request(priority)
 
-    def started(self, request: PriorityRequest) -> None:
-        """The order got its server: its wait is over."""
-        self.queue_area += self._since(request.time)
-
     def release(self, request: PriorityRequest) -> None:
-        """The order's work is done: free its server."""
-        self.busy_area += self._since(request.usage_since)
+        """The order's work is done: free its server (and count its wait and its work).
+
+        The same sums as :meth:`_clipped`, written out: this runs once per visit.
+        """
+        now, warm = self.env.now, self.warmup_h
+        if now > warm:
+            began, started = request.time, request.usage_since
+            assert started is not None
+            self.queue_area += started - (began if began > warm else warm) if started > warm else 0.0
+            self.busy_area += now - (started if started > warm else warm)
         self.servers.release(request)
 
     def withdraw(self, request: PriorityRequest) -> None:
@@ -114,7 +122,7 @@ class Station:
         if request in self.servers.users:
             self.release(request)
         else:
-            self.queue_area += self._since(request.time)
+            self.queue_area += self._clipped(request.time, self.env.now)
             request.cancel()
 
     # --- the calendar -------------------------------------------------------------------
@@ -125,7 +133,7 @@ class Station:
     def _give_back(self, holds: list[OffShift]) -> None:
         for hold in holds:
             if hold in self.servers.users:
-                self.held_area += self._since(hold.usage_since)
+                self.held_area += self._clipped(hold.usage_since, self.env.now)
                 self.servers.release(hold)
             else:
                 hold.cancel()
