@@ -33,9 +33,9 @@ class Emitter:
         self._zone = zone
         self._stamp_h = -1.0
         self._stamp = ""
-        self._hour = -1
-        self._hour_local = start     # local wall time at the start of the cached hour (naive)
-        self._hour_offset: str | None = None  # its UTC offset, if the same all hour
+        # per simulated hour: local wall time at its start (naive) and its UTC offset
+        # (None if the offset changes within the hour); promises need hours ahead too
+        self._hours: dict[int, tuple[datetime, str | None]] = {}
 
     def count(self, kind: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -48,28 +48,31 @@ class Emitter:
         offset is cached only if it is the same at both ends of the hour: a zone
         changes its offset at most once in an hour) and many events share a moment.
         """
-        if now_h == self._stamp_h:
-            return self._stamp
-        hour = int(now_h)
-        if hour != self._hour:
-            self._cache_hour(hour)
-        ms = int((now_h - hour) * 3_600_000.0)
-        if self._hour_offset is not None:
-            local = self._hour_local + timedelta(milliseconds=ms)
-            text = local.isoformat(timespec="milliseconds") + self._hour_offset
-        else:
-            moment = self._start + timedelta(hours=hour, milliseconds=ms)
-            text = moment.astimezone(self._zone).isoformat(timespec="milliseconds")
-        self._stamp_h, self._stamp = now_h, text
-        return text
+        if now_h != self._stamp_h:
+            self._stamp_h, self._stamp = now_h, self.format(now_h)
+        return self._stamp
 
-    def _cache_hour(self, hour: int) -> None:
+    def format(self, at_h: float) -> str:
+        """RFC 3339 text of simulated hour ``at_h`` (any moment, e.g. a promise ahead)."""
+        hour = int(at_h)
+        cached = self._hours.get(hour)
+        if cached is None:
+            cached = self._cache_hour(hour)
+        local, offset = cached
+        ms = int((at_h - hour) * 3_600_000.0)
+        if offset is not None:
+            return (local + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + offset
+        moment = self._start + timedelta(hours=hour, milliseconds=ms)
+        return moment.astimezone(self._zone).isoformat(timespec="milliseconds")
+
+    def _cache_hour(self, hour: int) -> tuple[datetime, str | None]:
         begin = (self._start + timedelta(hours=hour)).astimezone(self._zone)
         end = (self._start + timedelta(hours=hour + 1)).astimezone(self._zone)
-        self._hour = hour
-        self._hour_local = begin.replace(tzinfo=None)
         same = begin.utcoffset() == end.utcoffset()
-        self._hour_offset = begin.isoformat()[-6:] if same else None
+        if len(self._hours) >= 1024:  # stamps move forward: old hours are not needed again
+            self._hours.clear()
+        entry = self._hours[hour] = (begin.replace(tzinfo=None), begin.isoformat()[-6:] if same else None)
+        return entry
 
     def emit(self, now_h: float, kind: str, source: str, order_id: str | None,
              payload: dict[str, Any]) -> None:

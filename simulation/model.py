@@ -371,8 +371,8 @@ class Model:
             em.count("order.created")
             return
         payload: dict[str, Any] = {
-            "flow": o.flow, "promised_at": em.stamp(o.promised_h), "priority": "rush" if o.rush else "normal",
-            "custom": o.custom,
+            "flow": o.flow, "promised_at": em.format(o.promised_h),
+            "priority": "rush" if o.rush else "normal", "custom": o.custom,
         }
         if plan.channels:
             payload["channel"] = plan.channels[self.cosmetic.index(len(plan.channels))]
@@ -429,8 +429,7 @@ class Model:
                 if short_since is not None:
                     self._stock_truth(o, house.id, short_since, f"waited for stock of {missing}")
                 return
-            house.report(sku)
-            house.reorder(sku)
+            house.found_short(sku)
             backup = house.backup
             if backup is not None and backup.short_of(o.items) is None:
                 backup.take(o.items)

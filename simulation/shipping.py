@@ -198,6 +198,9 @@ class Shipping:
         env, s, draw = self.env, self.scenario.sensors, self.sensor_draws
         low, high = s.range_c
         every_h = s.interval_min / 60.0
+        # Noise near a limit would split one excursion into many: it ends only when a
+        # reading is back inside the range by the noise level (hysteresis).
+        margin = min(s.noise_c, (high - low) / 4)
         hit: dict[int, bool] = {}
         episode: tuple[float, float, str] | None = None  # first and last reading out of range, cause
         sensor_id = f"TL-{parcel.id}"
@@ -215,12 +218,14 @@ class Shipping:
                         value, cause = value + s.excursion_c, "compressor_failure"
             if draw.chance(s.excursion_p):
                 value, cause = value + s.excursion_c * (0.5 + draw()), "spike"
-            if low <= value <= high:
-                if episode is not None:
-                    self._excursion(parcel, episode)
-                    episode = None
-            else:
-                episode = (now, now, cause) if episode is None else (episode[0], now, episode[2])
+            if episode is None:
+                if not low <= value <= high:
+                    episode = (now, now, cause)
+            elif low + margin <= value <= high - margin:  # clearly back in range: the excursion ended
+                self._excursion(parcel, episode)
+                episode = None
+            elif not low <= value <= high:
+                episode = (episode[0], now, episode[2])
             if self.emitter.live:
                 self.emitter.emit(now, "sensor.reading", SENSOR_SOURCE, parcel.order.id,
                                   {"sensor_id": sensor_id, "kind": "temperature", "value": round(value, 2),

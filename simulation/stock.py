@@ -1,8 +1,10 @@
 """Warehouses: stock per SKU, reorders, injected stock-outs, and what the WMS reports.
 
-Stock starts at ``stock_per_sku`` for every SKU. A pick that leaves a SKU at or
-below ``reorder_point`` (or finds it short) orders ``restock_qty`` more, arriving
-after ``restock_lead``; one reorder per SKU is on the way at a time. An injected
+Stock starts at ``stock_per_sku`` for every SKU. Reordering is an (s, Q) policy on
+the inventory position (on hand plus on order): whenever it is at or below
+``reorder_point`` another ``restock_qty`` is ordered, arriving after
+``restock_lead``; a pick that finds a SKU short orders at once if nothing is on the
+way. An injected
 :class:`~simulation.scenario.StockOut` window makes the warehouse unable to pick
 anything (its system shows nothing on hand). The WMS reports ``stock.level`` when a
 level falls to or below the reorder point, when stock arrives, and when a pick finds
@@ -38,7 +40,7 @@ class Warehouse:
         self.lead = lead
         self.closures = sorted(closures)
         self.on_hand: dict[str, int] = {}
-        self.reordered: set[str] = set()
+        self.on_order: dict[str, int] = {}
         self.restocked = env.event()
 
     def closed_until(self) -> float | None:
@@ -72,6 +74,13 @@ class Warehouse:
                 self.report(sku)
                 self.reorder(sku)
 
+    def found_short(self, sku: str) -> None:
+        """A pick found ``sku`` short: the WMS reports it and, unless the warehouse is shut
+        by a stock-out window, it is reordered at once."""
+        self.report(sku)
+        if self.closed_until() is None:
+            self.reorder(sku, short=True)
+
     def report(self, sku: str) -> None:
         """A ``stock.level`` event for ``sku``."""
         if self.emitter.live:
@@ -80,15 +89,22 @@ class Warehouse:
         else:
             self.emitter.count("stock.level")
 
-    def reorder(self, sku: str) -> None:
-        if sku in self.reordered:
-            return
-        self.reordered.add(sku)
-        self.env.timeout(self.lead()).callbacks.append(lambda _: self._arrive(sku))
+    def reorder(self, sku: str, *, short: bool = False) -> None:
+        """Order ``restock_qty`` while the inventory position is at or below the reorder point
+        (and once, if ``short``, when nothing is on the way)."""
+        spec = self.spec
+        on_order = self.on_order.get(sku, 0)
+        position = self.on_hand.get(sku, spec.stock_per_sku) + on_order
+        while position <= spec.reorder_point or (short and on_order == 0):
+            on_order += spec.restock_qty
+            position += spec.restock_qty
+            self.env.timeout(self.lead()).callbacks.append(lambda _: self._arrive(sku))
+        self.on_order[sku] = on_order
 
     def _arrive(self, sku: str) -> None:
-        self.reordered.discard(sku)
-        self.on_hand[sku] = self.on_hand.get(sku, self.spec.stock_per_sku) + self.spec.restock_qty
+        qty = self.spec.restock_qty
+        self.on_order[sku] -= qty
+        self.on_hand[sku] = self.on_hand.get(sku, self.spec.stock_per_sku) + qty
         self.report(sku)
         woken, self.restocked = self.restocked, self.env.event()
         woken.succeed()

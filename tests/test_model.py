@@ -10,6 +10,7 @@ at the model.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 from collections import Counter, defaultdict
@@ -28,6 +29,7 @@ from simulation.calendar import working_windows
 from simulation.demand import arrival_times, rate_segments
 from simulation.distributions import Exponential
 from simulation.model import Model, simulate
+from simulation.order import Order
 from simulation.records import RunResult
 from simulation.scenario import Calendar, Interval, Scenario, load_scenario
 from simulation.streams import Streams
@@ -94,14 +96,14 @@ def small_network(**changes: Any) -> Scenario:
             "channels": {"ecommerce": ["tmall", "jd"]},
         },
         "warehouses": [
-            {"id": "wh-shanghai", "city": "上海", "backup": "wh-wuhan", "stock_per_sku": 40,
-             "reorder_point": 8, "restock_qty": 60},
-            {"id": "wh-wuhan", "city": "武汉", "backup": "wh-shanghai", "stock_per_sku": 40,
-             "reorder_point": 8, "restock_qty": 60},
+            {"id": "wh-shanghai", "city": "上海", "backup": "wh-wuhan", "stock_per_sku": 150,
+             "reorder_point": 60, "restock_qty": 200},
+            {"id": "wh-wuhan", "city": "武汉", "backup": "wh-shanghai", "stock_per_sku": 150,
+             "reorder_point": 60, "restock_qty": 200},
         ],
         "hubs": [
-            {"id": "hub-shanghai", "city": "上海", "lat": 31.23, "lon": 121.47, "capacity": 20},
-            {"id": "hub-wuhan", "city": "武汉", "lat": 30.59, "lon": 114.31, "capacity": 10},
+            {"id": "hub-shanghai", "city": "上海", "lat": 31.23, "lon": 121.47, "capacity": 100},
+            {"id": "hub-wuhan", "city": "武汉", "lat": 30.59, "lon": 114.31, "capacity": 60},
             {"id": "hub-beijing", "city": "北京", "lat": 39.90, "lon": 116.41},
             {"id": "hub-guangzhou", "city": "广州", "lat": 23.13, "lon": 113.26},
             {"id": "hub-zhengzhou", "city": "郑州", "lat": 34.75, "lon": 113.63},
@@ -123,7 +125,7 @@ def small_network(**changes: Any) -> Scenario:
              "end": "2026-03-04T06:00:00+08:00", "share": 0.5},
         ],
         "evidence": {"late_p": 0.1},
-        "master_data": {"customers": 200, "skus": 40, "suppliers": 5},
+        "master_data": {"customers": 200, "skus": 60, "suppliers": 5},
     }
     raw.update(changes)
     return Scenario.model_validate(raw)
@@ -512,6 +514,19 @@ def test_warm_up_is_left_out_of_the_records(small_run: tuple[RunResult, Events])
         assert u.window_h == pytest.approx(24 * 4)
         assert 0 <= u.busy_h <= u.capacity * u.window_h * (1 + 1e-9)
         assert 0 < u.available_h <= u.capacity * u.window_h * (1 + 1e-9)
+
+
+def test_finished_orders_leave_nothing_behind(flows: FlowBook) -> None:
+    """Memory stays flat: only orders in flight (and a few pending callbacks) are alive."""
+    model = Model(small_network(horizon_days=12, disruptions=[]), flows, seed=1, records=False)
+    for day in (4, 8, 13):
+        model.run(day * 24)
+        gc.collect()
+        alive = sum(1 for o in gc.get_objects() if type(o) is Order)
+        assert len(model.open) <= alive <= len(model.open) + 30
+        assert len(model.open) < 1000  # the network is stable: work in progress does not pile up
+    assert model.order_no > 3000
+    assert model.visits == [] and model.orders == []
 
 
 def test_sim_events_counts_what_simpy_processed(small: Scenario, flows: FlowBook) -> None:
