@@ -100,6 +100,7 @@ class FlowPlan:
     transit: str | None
     promise_h: float
     custom_share: float
+    cold_chain_share: float
     qty: tuple[int, int]
     channels: tuple[str, ...]
     gated: bool  # some stage uploads evidence for a later gate
@@ -110,7 +111,6 @@ class Shares:
     """The order mix shares and promise factors, drawn from once per order."""
 
     rush: float
-    cold_chain: float
     cancel: float
     custom_factor: float  # promise x this for custom orders (1 + custom_buffer)
     rush_factor: float    # promise x this for rush orders (rush_budget_factor)
@@ -164,7 +164,6 @@ class Model:
         self.plans = [self._flow_plan(flows.by_id[name]) for name in scenario.demand.flow_mix]
         self.flow_cum = cumulative(list(scenario.demand.flow_mix.values()))
         self.shares = Shares(rush=demand.rush_share, cancel=demand.cancel_share,
-                             cold_chain=demand.cold_chain_share if scenario.logistics else 0.0,
                              custom_factor=1 + defaults.custom_buffer,
                              rush_factor=defaults.rush_budget_factor)
         self.supplier_hits: dict[tuple[str, float], int] = {}
@@ -218,9 +217,12 @@ class Model:
                 continue
             worked.append(self._stage_plan(flow, model, tuple(uploads.get(stage.id, ()))))
         promise = d.promise_h.get(flow.id, 1.5 * sum(s.budget_h for s in flow.stages))
+        cold_flow = sc.logistics and (d.cold_chain_flows is None or flow.id in d.cold_chain_flows)
+        cold = d.cold_chain_share if cold_flow else 0.0
         return FlowPlan(
             flow=flow, code=flow.id[:2].upper(), worked=worked, transit=transit, promise_h=promise,
-            custom_share=d.custom_share.get(flow.id, 0.0), qty=d.qty_per_item.get(flow.id, (1, 3)),
+            custom_share=d.custom_share.get(flow.id, 0.0), cold_chain_share=cold,
+            qty=d.qty_per_item.get(flow.id, (1, 3)),
             channels=d.channels.get(flow.id, ()), gated=any(s.uploads for s in worked),
         )
 
@@ -305,7 +307,7 @@ class Model:
         plan = self.plans[mix.pick(self.flow_cum)]
         rush = mix.chance(shares.rush)
         custom = mix.chance(plan.custom_share)
-        cold = mix.chance(shares.cold_chain)
+        cold = mix.chance(plan.cold_chain_share)
         cancels = mix.chance(shares.cancel)
         promise = plan.promise_h
         if custom:

@@ -119,6 +119,8 @@ class Demand(_Frozen):
     rush_share: Share = 0.0
     custom_share: dict[str, Share] = Field(default_factory=dict)
     cold_chain_share: Share = 0.0
+    cold_chain_flows: tuple[str, ...] | None = Field(
+        default=None, description="flows whose orders may be cold chain; default every flow")
     cancel_share: Share = 0.0
     hour_of_day: tuple[Annotated[float, Field(ge=0)], ...] = Field(default=(1.0,) * 24)
     day_of_week: tuple[Annotated[float, Field(ge=0)], ...] = Field(default=(1.0,) * 7)
@@ -140,6 +142,13 @@ class Demand(_Frozen):
         if not 1 <= v[0] <= v[1]:
             raise ValueError("needs 1 <= min <= max")
         return v
+
+    @model_validator(mode="after")
+    def _cold_flows_in_the_mix(self) -> Demand:
+        for name in self.cold_chain_flows or ():
+            if name not in self.flow_mix:
+                raise ValueError(f"cold_chain_flows: {name!r} is not in flow_mix")
+        return self
 
     @field_validator("qty_per_item")
     @classmethod

@@ -87,6 +87,7 @@ def small_network(**changes: Any) -> Scenario:
         "demand": {
             "orders_per_day": 300, "flow_mix": {"ecommerce": 0.85, "manufacturing": 0.15},
             "rush_share": 0.1, "custom_share": {"manufacturing": 0.3}, "cold_chain_share": 0.1,
+            "cold_chain_flows": ["ecommerce"],
             "cancel_share": 0.03,
             "hour_of_day": [0.3] * 7 + [1.0] * 10 + [1.5] * 5 + [0.6] * 2,
             "peaks": [{"name": "flash", "start": "2026-03-04T10:00:00+08:00",
@@ -466,7 +467,7 @@ def test_cold_chain_parcels_report_temperature_while_in_transit(
 ) -> None:
     every = timedelta(minutes=small.sensors.interval_min)
     cold = [evs for evs in by_order.values() if "cold_chain" in evs[0].payload]
-    assert cold
+    assert cold and all(evs[0].payload["flow"] == "ecommerce" for evs in cold)
     for events in cold:
         readings = [e for e in events if e.type == "sensor.reading"]
         scans = [e for e in events if e.type == "parcel.scanned"]
