@@ -18,6 +18,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 Sink = Callable[[dict[str, Any]], None]
+#: A simulated hour's local milliseconds since midnight at its start, its local date
+#: (and the next, as "YYYY-MM-DDT"), and its UTC offset (None: it changes in the hour).
+HourStamp = tuple[int, str, str, str | None]
+DAY_MS = 86_400_000
+TWO = tuple(f"{i:02d}" for i in range(60))
+THREE = tuple(f"{i:03d}" for i in range(1000))
 
 
 class Emitter:
@@ -33,9 +39,8 @@ class Emitter:
         self._zone = zone
         self._stamp_h = -1.0
         self._stamp = ""
-        # per simulated hour: local wall time at its start (naive) and its UTC offset
-        # (None if the offset changes within the hour); promises need hours ahead too
-        self._hours: dict[int, tuple[datetime, str | None]] = {}
+        # per simulated hour (promises need hours ahead too): see HourStamp
+        self._hours: dict[int, HourStamp] = {}
 
     def count(self, kind: str) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -44,7 +49,7 @@ class Emitter:
         """``occurred_at`` of simulated hour ``now_h``, to the millisecond.
 
         Formatting an aware datetime in a zone costs more than a SimPy event, so the
-        local wall time and the offset are worked out once per simulated hour (the
+        local date, time of day and offset are worked out once per simulated hour (the
         offset is cached only if it is the same at both ends of the hour: a zone
         changes its offset at most once in an hour) and many events share a moment.
         """
@@ -58,20 +63,32 @@ class Emitter:
         cached = self._hours.get(hour)
         if cached is None:
             cached = self._cache_hour(hour)
-        local, offset = cached
+        day_ms, date, next_date, offset = cached
         ms = int((at_h - hour) * 3_600_000.0)
-        if offset is not None:
-            return (local + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds") + offset
-        moment = self._start + timedelta(hours=hour, milliseconds=ms)
-        return moment.astimezone(self._zone).isoformat(timespec="milliseconds")
+        if offset is None:
+            moment = self._start + timedelta(hours=hour, milliseconds=ms)
+            return moment.astimezone(self._zone).isoformat(timespec="milliseconds")
+        # Written out with lookup tables: three times faster than datetime.isoformat.
+        t = day_ms + ms
+        if t >= DAY_MS:  # the hour runs past local midnight
+            t -= DAY_MS
+            date = next_date
+        h, t = divmod(t, 3_600_000)
+        m, t = divmod(t, 60_000)
+        sec, t = divmod(t, 1_000)
+        return "".join((date, TWO[h], ":", TWO[m], ":", TWO[sec], ".", THREE[t], offset))
 
-    def _cache_hour(self, hour: int) -> tuple[datetime, str | None]:
+    def _cache_hour(self, hour: int) -> HourStamp:
         begin = (self._start + timedelta(hours=hour)).astimezone(self._zone)
         end = (self._start + timedelta(hours=hour + 1)).astimezone(self._zone)
-        same = begin.utcoffset() == end.utcoffset()
+        offset = begin.isoformat()[-6:] if begin.utcoffset() == end.utcoffset() else None
+        midnight = begin.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+        day_ms = (begin.replace(tzinfo=None) - midnight) // timedelta(milliseconds=1)
+        date = begin.date()
         if len(self._hours) >= 1024:  # stamps move forward: old hours are not needed again
             self._hours.clear()
-        entry = self._hours[hour] = (begin.replace(tzinfo=None), begin.isoformat()[-6:] if same else None)
+        next_date = date + timedelta(days=1)
+        entry = self._hours[hour] = (day_ms, f"{date.isoformat()}T", f"{next_date.isoformat()}T", offset)
         return entry
 
     def emit(self, now_h: float, kind: str, source: str, order_id: str | None,

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from simulation.calendar import working_windows
 from simulation.demand import arrival_times, rate_segments
 from simulation.distributions import Exponential
+from simulation.emitter import Emitter
 from simulation.model import Model, simulate
 from simulation.order import Order
 from simulation.records import RunResult
@@ -528,6 +529,19 @@ def test_finished_orders_leave_nothing_behind(flows: FlowBook) -> None:
         assert len(model.open) < 1000  # the network is stable: work in progress does not pile up
     assert model.order_no > 3000
     assert model.visits == [] and model.orders == []
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Europe/Berlin", "America/St_Johns"])
+def test_stamps_are_the_zone_local_time_to_the_millisecond_across_dst(zone: str) -> None:
+    start = datetime.fromisoformat("2026-03-01T00:07:13.5+00:00")
+    emitter = Emitter(run_tag="t", start=start, zone=ZoneInfo(zone), sink=None)
+    rng = Streams(1, 0).generator("stamps")
+    for h in sorted(rng.uniform(0, 24 * 400, 4_000).tolist()) + [24 * k + 0.9999999 for k in range(30)]:
+        text = emitter.stamp(h)
+        expected = (start + timedelta(hours=h)).astimezone(ZoneInfo(zone))
+        got = datetime.fromisoformat(text)
+        assert abs(got - expected) < timedelta(milliseconds=1.5) and got.utcoffset() == expected.utcoffset()
+        assert len(text) == len("2026-03-01T00:07:13.500+00:00")
 
 
 def test_sim_events_counts_what_simpy_processed(small: Scenario, flows: FlowBook) -> None:
