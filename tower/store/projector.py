@@ -118,6 +118,9 @@ ORDER_STATE_COLS = (
 )
 PARCEL_STATE_COLS = ("parcel_id", "carrier", "status", "last_scan_at", "checkpoint")
 REENTRY_COLS = ("order_id", "seq", "flow", "stage", "entered_at", "first_entered_at")
+# What folding a stored order forward can change (the rest comes from its creation).
+ORDER_CHANGES = ("stage", "stage_seq", "status", "delivered_at", "cancelled_at", "last_event_at", "late",
+                 "at_risk", "checkpoint")
 SHARDS = 8  # counter rows per rollup figure, see tables.py
 
 
@@ -258,8 +261,13 @@ class _SqlStore:
         self.upsert(table, columns, rows, keys, keep=keep)
 
     def update_known(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
-                     keys: Sequence[str], *, keep: Sequence[str] = ()) -> None:
-        """Write rows believed to exist (an upsert, should one be missing after all)."""
+                     keys: Sequence[str], *, keep: Sequence[str] = (),
+                     changes: Sequence[str] | None = None) -> None:
+        """Write rows believed to exist (an upsert, should one be missing after all).
+
+        ``changes``, when given, are the only columns whose values may differ from the
+        stored row; a store may set just those (fewer indexes to touch on SQLite).
+        """
         self.upsert(table, columns, rows, keys, keep=keep)
 
     def delete_in(self, table: Table, column: str, values: Sequence[Any]) -> None:
@@ -453,10 +461,12 @@ class _SqliteStore(_SqlStore):
             self.db.execute("RELEASE tower_fresh")
 
     def update_known(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
-                     keys: Sequence[str], *, keep: Sequence[str] = ()) -> None:
+                     keys: Sequence[str], *, keep: Sequence[str] = (),
+                     changes: Sequence[str] | None = None) -> None:
         if not rows:
             return
-        sets = [c for c in columns if c not in keys and c not in keep]
+        # SQLite rewrites the entries of every index on a column in the SET list.
+        sets = list(changes) if changes else [c for c in columns if c not in keys and c not in keep]
         position = {c: i for i, c in enumerate(columns)}
         order = [position[c] for c in (*sets, *keys)]
         cur = self.db.executemany(
@@ -565,7 +575,8 @@ class _PgStore:
         self.bulk.insert_fresh(table, columns, rows, keys, keep=keep)
 
     def update_known(self, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
-                     keys: Sequence[str], *, keep: Sequence[str] = ()) -> None:
+                     keys: Sequence[str], *, keep: Sequence[str] = (),
+                     changes: Sequence[str] | None = None) -> None:
         self.bulk.upsert(table, columns, rows, keys, keep=keep)
 
     def delete_in(self, table: Table, column: str, values: Sequence[Any]) -> None:
@@ -955,7 +966,9 @@ class Projector:
         rollup = rollup or _Rollup()
         text_times = not store.native_times
         earlier = self._earlier_visits(store, states, stored, reaches)
-        rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])  # (new, stored)
+        # rows: new orders, stored ones folded forward, stored ones folded again;
+        # visits: new ones, stored ones (of orders folded forward: only their times change)
+        rows: tuple[list[tuple[Any, ...]], ...] = ([], [], [])
         visits: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
         counts, entries, deliveries = rollup.counts, rollup.entries, rollup.deliveries
         for s in states:
@@ -996,14 +1009,17 @@ class Projector:
                 deliveries[(flow, _bucket(s.delivered_at))] += 1
             checkpoint = s.checkpoint(times_as_text=text_times)
             checkpoint["reach"] = reach
-            rows[order_id in existing].append((
+            rows[0 if order_id not in existing else 1 if upto >= 0 else 2].append((
                 order_id, flow, s.stage, s.current.seq, s.status, False, s.priority, s.custom,
                 s.promised_at, s.created_at, s.delivered_at, s.cancelled_at, s.last_event_at,
                 s.late(), s.at_risk(flows), s.customer_id, s.channel, s.city, json(checkpoint),
             ))
-        store.update_known(ORDERS, ORDER_COLS, rows[1], ("order_id",), keep=("frozen",))
+        store.update_known(ORDERS, ORDER_COLS, rows[1], ("order_id",), keep=("frozen",),
+                           changes=ORDER_CHANGES)
+        store.update_known(ORDERS, ORDER_COLS, rows[2], ("order_id",), keep=("frozen",))
         store.insert_fresh(ORDERS, ORDER_COLS, rows[0], ("order_id",), keep=("frozen",))
-        store.update_known(VISITS, VISIT_COLS, visits[1], ("order_id", "seq"))
+        store.update_known(VISITS, VISIT_COLS, visits[1], ("order_id", "seq"),
+                           changes=("started_at", "completed_at"))
         store.insert_fresh(VISITS, VISIT_COLS, visits[0], ("order_id", "seq"))
         rollup.write(store)
 
@@ -1176,7 +1192,8 @@ class Projector:
                     ))
         store.update_known(PARCELS, PARCEL_COLS, rows[1], ("parcel_id",))
         store.insert_fresh(PARCELS, PARCEL_COLS, rows[0], ("parcel_id",))
-        store.update_known(HUB_VISITS, HUB_VISIT_COLS, visits[1], ("parcel_id", "seq"))
+        store.update_known(HUB_VISITS, HUB_VISIT_COLS, visits[1], ("parcel_id", "seq"),
+                           changes=("departed_at", "departed_hour", "dwell_s"))
         store.insert_fresh(HUB_VISITS, HUB_VISIT_COLS, visits[0], ("parcel_id", "seq"))
 
     def _rebuild_parcels(self, conn: Connection, store: _Store) -> None:
