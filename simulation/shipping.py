@@ -61,6 +61,7 @@ class Shipping:
         self.last_mile: Draws = streams.draws("last_mile", p.last_mile)
         self.redelivery: Draws = streams.draws("redelivery", p.redelivery_after)
         self.sensor_draws = streams.uniform("sensors")
+        self.noise = streams.normals("sensors/noise")
         self.compressor_windows = compressor_windows  # (start_h, end_h, share hit)
         self.compressor_hits = [0] * len(compressor_windows)
 
@@ -108,7 +109,15 @@ class Shipping:
         lost_at = self.chances.index(len(route) + 1) if self.chances.chance(line.loss_p) else -1
         yield env.timeout(self.first_mile())
         for i, hub in enumerate(route):
-            yield from self._through_hub(parcel, line, hub)
+            # Arrive, queue for sorting, get sorted; an outage holds the parcel until it ends.
+            self.scan(parcel, line, "arrived_hub", hub=hub)
+            held = (yield from self._outage(hub, None)) if hub.outages else None
+            with hub.docks.request() as dock:
+                if not dock.triggered:  # a free dock takes the parcel at once
+                    yield dock
+                yield env.timeout(hub.handling())
+            if hub.outages:
+                yield from self._outage(hub, held)  # nothing leaves a hub that is down
             if lost_at == i:
                 self._lose(parcel, line, hub=hub)
                 return LOST, parcel.picked_up_h, line.id
@@ -132,17 +141,6 @@ class Shipping:
                               {"carrier": line.id, "tracking_number": number, "parcel_id": parcel.id})
         else:
             self.emitter.count("tracking.assigned")
-
-    def _through_hub(self, parcel: Parcel, line: CarrierLine, hub: HubSite
-                     ) -> Generator[simpy.Event, Any, None]:
-        """Arrive, queue for sorting, get sorted; an outage holds the parcel until it ends."""
-        env = self.env
-        self.scan(parcel, line, "arrived_hub", hub=hub)
-        held = yield from self._outage(hub, None)
-        with hub.docks.request() as dock:
-            yield dock
-            yield env.timeout(hub.handling())
-        yield from self._outage(hub, held)  # nothing leaves a hub that is down
 
     def _outage(self, hub: HubSite, counted: int | None) -> Generator[simpy.Event, Any, int | None]:
         """Hold the parcel while the hub is down (counted once per outage); returns the outage."""
@@ -207,7 +205,7 @@ class Shipping:
         while not parcel.done:
             now = env.now
             drift = s.drift_c_per_h * (now - parcel.picked_up_h)
-            value = (low + high) / 2 + drift + draw.normal(0.0, s.noise_c)
+            value = (low + high) / 2 + drift + s.noise_c * self.noise()
             cause = "drift"
             for k, (start, end, share) in enumerate(self.compressor_windows):
                 if start <= now < end:

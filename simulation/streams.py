@@ -49,6 +49,9 @@ class Streams:
     def uniform(self, name: str) -> Uniform:
         return Uniform(self.generator(name))
 
+    def normals(self, name: str) -> Normals:
+        return Normals(self.generator(name))
+
 
 class Draws:
     """Values of one distribution from one generator, fetched a block at a time."""
@@ -94,7 +97,12 @@ class Uniform:
             return False
         if p >= 1.0:
             return True
-        return self() < p
+        i = self._i  # self() written out: this runs for every order and stage
+        if i == len(self._buffer):
+            self._buffer = self._rng.random(BLOCK).tolist()
+            i = 0
+        self._i = i + 1
+        return self._buffer[i] < p
 
     def index(self, n: int) -> int:
         """A uniform index in ``range(n)``."""
@@ -110,11 +118,25 @@ class Uniform:
                 return i
         return len(cumulative) - 1
 
-    def normal(self, mean: float, sd: float) -> float:
-        """A normal value (Box-Muller on two uniforms, so it stays in this stream)."""
-        u1 = 1.0 - self()
-        u2 = self()
-        return mean + sd * math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+class Normals:
+    """Standard normal numbers in blocks."""
+
+    __slots__ = ("_buffer", "_i", "_rng")
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._buffer: list[float] = []
+        self._i = 0
+
+    def __call__(self) -> float:
+        i = self._i
+        if i == len(self._buffer):
+            self._buffer = self._rng.standard_normal(BLOCK).tolist()
+            i = 0
+        self._i = i + 1
+        return self._buffer[i]
 
 
 def cumulative(weights: list[float]) -> list[float]:
