@@ -826,10 +826,11 @@ class Projector:
         if not batch:
             return
         json = store.json
-        new_ids = store.insert_events([
+        # In key order: neighbouring keys land on the same index pages.
+        new_ids = store.insert_events(sorted(
             (e.event_id, e.type, e.occurred_at, e.source, e.order_id, e.parcel_id, json(e.payload))
             for e in batch
-        ])
+        ))
         new = [e for e in batch if e.event_id in new_ids]
         result.accepted += len(new)
         result.duplicates += len(batch) - len(new)
