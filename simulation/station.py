@@ -7,7 +7,7 @@ costs O(n log n) per arrival when hundreds of orders wait overnight.
 
 Shifts. Off shift, on breaks, on days off and holidays no server may *start* work.
 The calendar process takes servers away by requesting every one of them with a
-priority ahead of any order (``OFF_SHIFT``): an idle server is taken at once, a busy
+priority ahead of any order (:class:`OffShift`): an idle server is taken at once, a busy
 one as soon as it finishes its current job (work is not cut off mid-way, as on a
 real floor), and no queued order can get in first. When the shift starts the
 requests are released and the servers go straight to the waiting orders.
