@@ -592,6 +592,30 @@ def run_reads(url: str, flows: FlowBook, repeat: int) -> dict[str, float]:
     return out
 
 
+# --- machine ceiling ----------------------------------------------------------------------------
+
+
+def _spin(n: int) -> float:
+    started = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return time.perf_counter() - started
+
+
+def cpu_scaling(n: int = 3_000_000) -> float:
+    """How much faster two processes finish two pure-Python CPU jobs than one does them one
+    after the other, right now: the ceiling of "2 workers / 1 worker" on this machine."""
+    one = _spin(n)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        pool.map(_spin, [1_000, 1_000])  # started and warm
+        started = time.perf_counter()
+        pool.map(_spin, [n, n])
+        two = time.perf_counter() - started
+    return 2 * one / two
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -645,9 +669,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             bus.close()
             # Rounds of raw, 1 worker, 2 workers: each figure is the median over rounds, so a
             # burst of load from elsewhere on the machine hits one round, not the ratios.
-            rates: dict[str, list[float]] = {"raw": [], "w1": [], "w2": []}
+            rates: dict[str, list[float]] = {"raw": [], "w1": [], "w2": [], "ceiling": []}
             for r in range(args.rounds):
                 tag = f"r{r}"
+                if "w2" in parts:
+                    rates["ceiling"].append(cpu_scaling())
+                    say(f"2-process CPU scaling right now: {rates['ceiling'][-1]:.2f}")
                 if "raw" in parts:
                     rates["raw"].append(run_raw(REDIS_URL, stream, len(records), args.batch, tag))
                     say(f"raw baseline: {rates['raw'][-1]:,.0f} events/s")
@@ -697,6 +724,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = (f"  {figures['w2'] / figures['w1']:.2f} x 1 worker (target >= 1.60)"
                  if "w1" in figures else "")
         print(f"  production, 2 workers                   {figures['w2']:>10,.0f} events/s{ratio}")
+        if "ceiling" in figures:
+            print(f"    (ceiling: 2 pure-Python processes ran {figures['ceiling']:.2f} x one, same time)")
     if "embedded" in figures:
         print(f"  embedded (in-process bus, SQLite)       {figures['embedded']:>10,.0f} events/s"
               "  (target >= 10,000)")
