@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ def create_app(settings: Settings | None = None, *, tower: Tower | None = None) 
         last = queries.last_event_time(tower.engine)
         if last is None:
             return "no events yet"
-        age = (datetime.now(UTC) - last).total_seconds()
+        age = (tower.clock.now() - last).total_seconds()
         return f"last event {last.astimezone(settings.zone):%Y-%m-%d %H:%M:%S %Z} ({age:.0f} s ago)"
 
     return app

@@ -131,3 +131,32 @@ def test_serve_answers_over_http(server: str) -> None:
     assert health["ok"] is True
     page = urllib.request.urlopen(server + "/", timeout=10).read().decode()
     assert "<title>Order Tower</title>" in page
+
+
+def test_demo_serves_live_simulated_traffic(env: dict[str, str]) -> None:
+    port = _free_port()
+    proc = subprocess.Popen([TOWER, "demo", "--port", str(port), "--warmup-days", "0.3"],
+                            env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline and not status.get("warm"):
+            try:
+                status = _request(base + "/api/v1/demo")
+            except OSError:
+                if proc.poll() is not None:
+                    raise AssertionError(proc.stdout.read() if proc.stdout else "demo died") from None
+            time.sleep(0.5)
+        assert status.get("warm") and status["events_sent"] > 0
+        funnel = _request(base + "/api/v1/funnel?flow=ecommerce")
+        assert sum(funnel["by_status"].values()) > 0
+        paused = _request(base + "/api/v1/demo/pause", body=b"{}")
+        assert paused["paused"] is True
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -4,6 +4,7 @@ from several processes at once on PostgreSQL."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 import uuid
 
 import pytest
@@ -57,3 +58,9 @@ def test_sqlite_schema_matches_the_models(sqlite_url: str) -> None:
         columns = {c["name"] for c in inspector.get_columns(name)}
         assert columns == {c.name for c in table.columns}, name
     eng.dispose()
+
+
+def test_upgrade_creates_the_sqlite_folder(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'not' / 'yet' / 'there.db'}"
+    upgrade(url)  # a fresh clone has no var/ folder
+    assert (tmp_path / "not" / "yet" / "there.db").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -17,7 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tower.settings import Settings, SettingsError, load_settings
+from tower.settings import DEFAULT_DATA_DIR, Settings, SettingsError, load_settings
 
 app = typer.Typer(
     help=(
@@ -37,6 +38,8 @@ scenario_app = typer.Typer(help="Simulation scenarios: their JSON Schema and che
 app.add_typer(scenario_app, name="scenario")
 
 console = Console(stderr=True, soft_wrap=True)
+log = logging.getLogger("tower.cli")
+DEFAULT_SCENARIO = DEFAULT_DATA_DIR / "scenarios" / "baseline-ecommerce.toml"
 
 
 def _settings() -> Settings:
@@ -55,7 +58,7 @@ def _logging(verbose: bool = False) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def _build(settings: Settings, **kw: bool):  # type: ignore[no-untyped-def]
+def _build(settings: Settings, **kw: Any):  # type: ignore[no-untyped-def]
     from tower.flows import FlowConfigError
     from tower.runtime import build_tower
 
@@ -96,32 +99,68 @@ def _serve(settings: Settings, *, host: str, port: int, debug: bool,
 def demo(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8050,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic traffic.")] = 7,
-    speed: Annotated[float, typer.Option(help="How much faster than real time new orders play.")] = 60.0,
-    orders_per_day: Annotated[float, typer.Option(help="Mean order arrivals per day.")] = 1200.0,
-    history_h: Annotated[float, typer.Option(help="Hours of past traffic loaded at start.")] = 72.0,
+    scenario: Annotated[Path, typer.Option(help="Scenario the live simulator runs.", exists=True,
+                                           dir_okay=False)] = DEFAULT_SCENARIO,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated traffic.")] = 7,
+    speed: Annotated[float, typer.Option(help="Simulated hours per real minute.")] = 1.0,
+    warmup_days: Annotated[float, typer.Option(help="Simulated days played fast at start.")] = 2.0,
+    keep: Annotated[bool, typer.Option(help="Keep the previous demo database (var/demo.db).")] = False,
 ) -> None:
-    """Run the whole tower embedded, fed by synthetic live traffic. No services needed."""
+    """Run the whole tower embedded, fed live by the SimPy simulator. No services needed.
+
+    The simulator plays the last WARMUP_DAYS fast, then SPEED simulated hours per real
+    minute; pause, resume and change speed with POST /api/v1/demo/pause|resume|speed.
+    Unless DATABASE_URL is set, the demo uses its own fresh SQLite file, var/demo.db.
+    """
     _logging()
     settings = _settings()
     from app import create_app
-    from simulation.demo_feed import DemoFeed
+    from simulation.live import LiveSimulation
+    from simulation.scenario import ScenarioError, load_scenario
+    from tower.web.demo_api import install_demo_api
 
-    tower = _build(settings)
-    feed = DemoFeed(tower.flows, seed=seed, speed=speed, orders_per_day=orders_per_day,
-                    history_h=history_h)
+    if "DATABASE_URL" not in os.environ:
+        db = settings.database_url.removeprefix("sqlite:///").replace("tower.db", "demo.db")
+        if not keep:
+            for suffix in ("", "-wal", "-shm"):
+                Path(db + suffix).unlink(missing_ok=True)
+        settings = settings.model_copy(update={"database_url": f"sqlite:///{db}"})
+    try:
+        plan, flows = load_scenario(scenario, data_dir=settings.data_dir)
+    except ScenarioError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    tower = None
+
+    def sink(events: list[dict[str, Any]]) -> object:
+        assert tower is not None
+        summary = tower.ingestor.ingest(events)
+        if summary.rejected:
+            log.warning("demo: %d simulated events rejected, e.g. %s", len(summary.rejected),
+                        summary.rejected[0].error)
+        return summary
+
+    live = LiveSimulation(plan, flows, seed=seed, sink=sink, speed=speed, warmup_days=warmup_days,
+                          batch=min(2_000, settings.max_batch_events))
+    tower = _build(settings, clock=live.clock)
+    unknown = set(plan.demand.flow_mix) - set(tower.flows.by_id)
+    if unknown:
+        console.print(f"[red]error:[/red] {scenario}: flows {sorted(unknown)} are not in the tower's flows")
+        raise typer.Exit(2)
     stop = threading.Event()
-    thread = threading.Thread(target=feed.run, args=(tower.ingestor.ingest, stop),
-                              name="demo-feed", daemon=True)
+    thread = threading.Thread(target=live.run, args=(stop,), name="live-simulator", daemon=True)
     thread.start()
     dash_app = create_app(settings, tower=tower)
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    install_demo_api(dash_app.server, live, token=token)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     console.print(f"Order Tower demo is running at [bold]{url}[/bold]  "
-                  f"(synthetic traffic, seed {seed}; Ctrl-C to stop)")
+                  f"(simulated {plan.name}, seed {seed}, {speed:g} h per minute; Ctrl-C to stop)")
     try:
         dash_app.run(host=host, port=port, debug=False, use_reloader=False)
     finally:
         stop.set()
+        thread.join(timeout=5)
         tower.close()
 
 

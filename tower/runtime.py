@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from tower.bus.base import EventBus
 from tower.bus.memory import InProcessBus
+from tower.clock import Clock, SystemClock
 from tower.domain import TowerFigures, load_figures
 from tower.flows import FlowBook, load_flows
 from tower.ingest import Ingestor
@@ -36,6 +37,7 @@ class Tower:
     bus: EventBus
     projector: Projector
     ingestor: Ingestor
+    clock: Clock = field(default_factory=SystemClock)
     _closed: bool = field(default=False, repr=False)
 
     def health(self) -> dict[str, Any]:
@@ -76,8 +78,14 @@ def make_bus(settings: Settings) -> EventBus:
     )
 
 
-def build_tower(settings: Settings, *, migrate: bool = True, project_in_process: bool = True) -> Tower:
-    """Assemble the back end. In embedded mode the projector consumes in-process."""
+def build_tower(settings: Settings, *, migrate: bool = True, project_in_process: bool = True,
+                clock: Clock | None = None) -> Tower:
+    """Assemble the back end. In embedded mode the projector consumes in-process.
+
+    ``clock`` is the tower's "now" (default the wall clock; the live demo passes the
+    simulator's scaled clock).
+    """
+    clock = clock or SystemClock()
     flows = load_flows(settings.flows_path)
     figures = load_figures(settings.tower_path)
     if migrate:
@@ -91,7 +99,8 @@ def build_tower(settings: Settings, *, migrate: bool = True, project_in_process:
         bus=bus,
         future_skew_s=settings.future_skew_s,
         max_batch=settings.max_batch_events,
+        clock=clock.now,
     )
     if isinstance(bus, InProcessBus) and project_in_process:
         bus.subscribe(projector.apply)
-    return Tower(settings, flows, figures, engine, bus, projector, ingestor)
+    return Tower(settings, flows, figures, engine, bus, projector, ingestor, clock)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
@@ -81,7 +81,7 @@ def create_api(tower: Tower) -> Blueprint:
 
     @api.get("/api/v1/orders/<order_id>")
     def get_order(order_id: str) -> tuple[Response, int]:
-        order = queries.get_order(tower.engine, order_id=order_id)
+        order = queries.get_order(tower.engine, order_id=order_id, now=tower.clock.now())
         if order is None:
             return _error(404, f"no order {order_id!r}")
         return jsonify(order), 200
@@ -118,11 +118,11 @@ def create_api(tower: Tower) -> Blueprint:
         if not 1 <= days <= 31:
             return _error(400, "days: must be between 1 and 31")
         return jsonify(queries.funnel(tower.engine, flows=tower.flows, flow_id=flow,
-                                      zone=settings.zone, days=days)), 200
+                                      zone=settings.zone, days=days, now=tower.clock.now())), 200
 
     @api.get("/api/v1/hubs/rollup")
     def get_hub_rollup() -> tuple[Response, int]:
-        now = datetime.now(UTC)
+        now = tower.clock.now()
         try:
             since = _parse_time(request.args["since"], "since") if "since" in request.args \
                 else now - timedelta(hours=24)
