@@ -4,8 +4,8 @@ from several processes at once on PostgreSQL."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, text
