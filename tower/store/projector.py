@@ -390,9 +390,19 @@ class _SqliteStore(_SqlStore):
 
     native_times = True
 
+    _TUNED = "tower_sqlite_tuned"
+
     def __init__(self, conn: Connection) -> None:
         super().__init__(conn)
-        self.db: Any = conn.connection.driver_connection
+        db: Any = conn.connection.driver_connection
+        self.db = db
+        if not conn.info.get(self._TUNED):
+            # A batch dirties thousands of pages all over the tables and indexes: keep
+            # them in memory (64 MiB instead of SQLite's 2 MiB) and checkpoint the WAL
+            # every ~40 MiB instead of every 4 MiB (fewer copies of hot pages, fewer fsyncs).
+            db.execute("PRAGMA cache_size = -65536")
+            db.execute("PRAGMA wal_autocheckpoint = 10000")
+            conn.info[self._TUNED] = True
 
     @staticmethod
     def json(value: Any) -> Any:
