@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +13,7 @@ from tower.bus.base import BusError
 from tower.ingest import BatchTooLarge, BodyError, parse_json_body, parse_ndjson_body
 from tower.runtime import Tower
 from tower.store import queries
+from tower.web.auth import bearer_ok
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,7 @@ def create_api(tower: Tower) -> Blueprint:
     token = settings.api_token.get_secret_value() if settings.api_token else None
 
     def authorised() -> bool:
-        if token is None:
-            return True
-        given = request.headers.get("Authorization", "")
-        return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())
+        return bearer_ok(token)
 
     @api.get("/healthz")
     def healthz() -> tuple[Response, int]:

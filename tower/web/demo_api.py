@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any, Protocol
 
 from flask import Blueprint, Flask, Response, jsonify, request
+
+from tower.web.auth import bearer_ok
 
 
 class LiveControl(Protocol):
@@ -20,10 +21,7 @@ def install_demo_api(server: Flask, live: LiveControl, *, token: str | None) -> 
     api = Blueprint("tower_demo", __name__)
 
     def allowed() -> bool:
-        if token is None:
-            return True
-        given = request.headers.get("Authorization", "")
-        return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())
+        return bearer_ok(token)
 
     def answer() -> tuple[Response, int]:
         return jsonify(live.status()), 200
