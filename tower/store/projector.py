@@ -80,6 +80,21 @@ from tower.store.writes import (
 
 log = logging.getLogger(__name__)
 
+
+def _decoded(rows: Iterable[Sequence[Any]], fixes: Sequence[tuple[int, Callable[[Any], Any]]]
+             ) -> list[tuple[Any, ...]]:
+    """Rows with the stored form of some columns turned back into Python values."""
+    if not fixes:
+        return [tuple(r) for r in rows]
+    out = []
+    for r in rows:
+        row = list(r)
+        for i, fix in fixes:
+            if row[i] is not None:
+                row[i] = fix(row[i])
+        out.append(tuple(row))
+    return out
+
 EVENTS = cast(Table, Event.__table__)
 ORDERS = cast(Table, Order.__table__)
 VISITS = cast(Table, StageInterval.__table__)
@@ -506,15 +521,7 @@ class _SqliteStore(_SqlStore):
     def rows_in(self, table: Table, columns: Sequence[str], column: str,
                 values: Sequence[Any]) -> list[tuple[Any, ...]]:
         rows = self._select(f"SELECT {', '.join(columns)} FROM {table.name} WHERE {column} IN (?)", values)
-        reads = _lite_codecs(table, tuple(columns))[1]
-        out = []
-        for r in rows:
-            row = list(r)
-            for i, fix in reads:
-                if row[i] is not None:
-                    row[i] = fix(row[i])
-            out.append(tuple(row))
-        return out
+        return _decoded(rows, _lite_codecs(table, tuple(columns))[1])
 
     def held_orders(self, order_ids: Sequence[str]) -> set[str]:
         return {r[0] for r in self._select("SELECT DISTINCT order_id FROM held_events WHERE order_id IN (?)",
@@ -618,16 +625,7 @@ class _PgStore:
         sql, fixes = _select_in(table, tuple(columns), column)
         self.cur.execute(sql, (id_list(values),), prepare=False)
         rows: list[tuple[Any, ...]] = self.cur.fetchall()
-        if not fixes:
-            return rows
-        out = []
-        for r in rows:
-            row = list(r)
-            for i, fix in fixes:
-                if row[i] is not None:
-                    row[i] = fix(row[i])
-            out.append(tuple(row))
-        return out
+        return _decoded(rows, fixes)
 
     def held_orders(self, order_ids: Sequence[str]) -> set[str]:
         if not order_ids:
