@@ -103,6 +103,14 @@ class Settings(BaseSettings):
         return self.data_dir / "tower.toml"
 
     @property
+    def rules_path(self) -> Path:
+        return self.data_dir / "rules.toml"
+
+    @property
+    def notify_path(self) -> Path:
+        return self.data_dir / "notify.toml"
+
+    @property
     def embedded(self) -> bool:
         """True when no Redis is configured: bus and projector run in-process."""
         return self.redis_url is None

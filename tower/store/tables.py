@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -246,6 +247,135 @@ class DeliveryCount(Base):
     bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     shard: Mapped[int] = mapped_column(Integer, primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger)
+
+
+# --- exceptions, rule hold-downs and the notification outbox (not projections: kept
+# across `tower projections rebuild`; see docs/adr/0004-exceptions-and-outbox.md) ------
+
+# Autoincrementing 64-bit key (SQLite only autoincrements INTEGER PRIMARY KEY).
+SERIAL = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class ExceptionRow(Base):
+    """One exception: a rule that fired (or one raised by hand) and its lifecycle.
+
+    ``open_key`` is ``rule|scope_key`` while the exception is open (any status but
+    resolved, closed or cancelled) and NULL afterwards: its unique index is what keeps
+    one open exception per (rule, scope) on both dialects (NULLs never collide).
+    """
+
+    __tablename__ = "exceptions"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(48))
+    scope_key: Mapped[str] = mapped_column(String(200))
+    open_key: Mapped[str | None] = mapped_column(String(260), unique=True)
+    order_id: Mapped[str | None] = mapped_column(ID)
+    parcel_id: Mapped[str | None] = mapped_column(ID)
+    hub_id: Mapped[str | None] = mapped_column(ID)
+    flow: Mapped[str | None] = mapped_column(String(48))
+    stage: Mapped[str | None] = mapped_column(String(48))
+    tier: Mapped[str] = mapped_column(String(2))           # L1 | L2 | L3
+    status: Mapped[str] = mapped_column(String(16))        # see tower.exceptions.lifecycle
+    team: Mapped[str] = mapped_column(String(48))
+    high_priority: Mapped[bool] = mapped_column(Boolean, default=False)
+    title: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(Json)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    condition_since: Mapped[datetime]                       # event time the condition began
+    opened_at: Mapped[datetime]                             # tower-clock time it was raised
+    last_seen_at: Mapped[datetime]
+    respond_by: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    snoozed_until: Mapped[datetime | None]
+    assignee: Mapped[str | None] = mapped_column(String(128))
+    handling_step: Mapped[str | None] = mapped_column(Text)
+    next_update_at: Mapped[datetime | None]
+    root_cause: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    parent_id: Mapped[str | None] = mapped_column(ID)       # grouped under (inhibition)
+    raised_by: Mapped[str] = mapped_column(String(128))     # "system" or a user
+    escalations: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_exceptions_status_tier", "status", "tier"),
+        Index("ix_exceptions_order", "order_id"),
+        Index("ix_exceptions_hub", "hub_id"),
+        Index("ix_exceptions_parent", "parent_id"),
+        Index("ix_exceptions_respond_by", "respond_by"),
+        Index("ix_exceptions_opened", "opened_at"),
+    )
+
+
+class ExceptionEntry(Base):
+    """One line of an exception's timeline: who did what, when, with a note."""
+
+    __tablename__ = "exception_timeline"
+
+    id: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    exception_id: Mapped[str] = mapped_column(ID, index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(Json)
+
+
+class RulePending(Base):
+    """A condition seen but still in its hold-down (``for``), per rule and scope."""
+
+    __tablename__ = "rule_pending"
+
+    rule: Mapped[str] = mapped_column(String(48), primary_key=True)
+    scope_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    since: Mapped[datetime]                                 # event time the condition began
+    last_seen_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class OutboxRow(Base):
+    """A notification written in the same transaction as what caused it.
+
+    ``dedupe_key`` (e.g. ``milestone:O-1:shipped``) makes "once per order and
+    milestone" a constraint; ``event_id`` is what receivers dedupe on.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(ID, unique=True)
+    dedupe_key: Mapped[str | None] = mapped_column(String(260), unique=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime]
+    routed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_outbox_routed", "routed", "id"),)
+
+
+class DeliveryRow(Base):
+    """One outbox notification on one channel: its attempts and outcome."""
+
+    __tablename__ = "notification_deliveries"
+
+    id: Mapped[int] = mapped_column(SERIAL, primary_key=True, autoincrement=True)
+    outbox_id: Mapped[int] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String(48))
+    status: Mapped[str] = mapped_column(String(16))         # pending | sent | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("outbox_id", "channel", name="uq_delivery_outbox_channel"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
 
 
 metadata = Base.metadata

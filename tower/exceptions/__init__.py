@@ -1,0 +1,1 @@
+"""Exceptions: lifecycle, the emergency-room queue, escalation and response measures."""

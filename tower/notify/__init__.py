@@ -1,0 +1,1 @@
+"""Notifications: the transactional outbox and its channels (webhook, log, ...)."""
