@@ -1,6 +1,6 @@
 """Simulator benchmark: prints rates and ratios, not a test.
 
-    .venv/bin/python benchmarks/simulate.py [--quick] [--seed 1] [--out DIR] [--no-records]
+    .venv/bin/python benchmarks/simulate.py [--quick] [--days D] [--seed 1] [--out DIR] [--records]
 
 Everything runs in this one process (one core), and every rate is set against a
 bare SimPy M/M/3 measured in the same run, so the ratios hold across machines:
@@ -12,11 +12,12 @@ bare SimPy M/M/3 measured in the same run, so the ratios hold across machines:
 * ``mm3.toml`` through the model: customers/s as a ratio to the bare model
   (target >= 0.5);
 * one simulated year of the baseline with NDJSON output to a file, the way
-  ``tower simulate --events`` runs it (records kept for the report): wall and CPU
-  time (target < 5 min), the process's resident memory every simulated month, and
-  its peak (target < 1 GB). ``--no-records`` runs it as a live feed does instead
-  (``Model(records=False)``: usage integrals and counts only), to show what the
-  records cost.
+  ``tower simulate --events`` runs it (streaming statistics, no per-visit records):
+  wall and CPU time (target < 5 min), the process's resident memory at 25, 50, 75
+  and 100 % of the simulated time and its growth from 25 % to 100 % (flat: target
+  < 5 %), and the peak (target < 1 GB). ``--days`` runs fewer (or more) days;
+  ``--records`` keeps a record per visit and order as well (``Model(records=True)``),
+  to show what they would cost.
 
 Rates are per CPU second of this process (``time.process_time``), so a machine busy
 with other work changes them less; wall times are printed too. SimPy events are
@@ -47,13 +48,14 @@ import simpy
 from simulation.model import Model, simulate
 from simulation.report import NdjsonEvents
 from simulation.scenario import Scenario, load_scenario
-from simulation.stats import run_replications
+from simulation.stats import figures_of, run_replications
 from tower.flows import FlowBook
 from tower.settings import DEFAULT_DATA_DIR
 
 SCENARIOS = DEFAULT_DATA_DIR / "scenarios"
 PAGE = os.sysconf("SC_PAGE_SIZE")
-MONTH_H = 365 / 12 * 24
+QUARTERS = (0.25, 0.5, 0.75, 1.0)
+FLAT_GROWTH = 0.05  # RSS may grow this much from 25 % to 100 % of the run and count as flat
 
 
 @dataclass(frozen=True)
@@ -115,10 +117,14 @@ def bare_mm3(customers: int, seed: int) -> Rate:
 
 
 def model_run(scenario: Scenario, flows: FlowBook, *, days: float, seed: int) -> tuple[Rate, int]:
-    """The model over ``days``, statistics only: its rate and the orders it created."""
+    """The model over ``days``, statistics only: its rate (customers: stage visits) and the
+    orders it created."""
     clock = Clock()
     result = simulate(scenario, flows, seed=seed, days=days, warmup_days=0)
-    return clock.rate(result.sim_events, len(result.visits)), len(result.orders)
+    rate = clock.rate(result.sim_events, 0)
+    figures = figures_of(result)
+    visits = sum(s.visits for s in figures.stages)
+    return Rate(rate.cpu_s, rate.wall_s, rate.sim_events, visits), figures.lead_time().created
 
 
 def rss_mb() -> float:
@@ -131,38 +137,45 @@ def peak_rss_mb() -> float:
 
 
 class MemorySampler:
-    """Samples resident memory every ``every_h`` simulated hours (called each day)."""
+    """Samples resident memory when the run passes each share of ``total_h`` in
+    :data:`QUARTERS` (called after every simulated day)."""
 
-    def __init__(self, every_h: float) -> None:
-        self.every_h = every_h
-        self.next_h = every_h
+    def __init__(self, total_h: float) -> None:
+        self.marks = [q * total_h for q in QUARTERS]
         self.started = time.perf_counter()
-        self.samples: list[tuple[float, float, float]] = []  # (simulated day, wall s, RSS MB)
+        self.samples: list[tuple[float, float, float, float]] = []  # (share, simulated day, wall s, RSS MB)
 
     def __call__(self, done_h: float) -> None:
-        if done_h >= self.next_h:
-            self.next_h += self.every_h
-            self.samples.append((done_h / 24, time.perf_counter() - self.started, rss_mb()))
+        while len(self.samples) < len(self.marks) and done_h >= self.marks[len(self.samples)] - 1e-9:
+            share = QUARTERS[len(self.samples)]
+            self.samples.append((share, done_h / 24, time.perf_counter() - self.started, rss_mb()))
+
+    def growth(self) -> float:
+        """Relative growth of RSS from the first sample (25 %) to the last (100 %)."""
+        first, last = self.samples[0][3], self.samples[-1][3]
+        return (last - first) / first
 
 
 def year_run(scenario: Scenario, flows: FlowBook, *, days: float, seed: int,
              sink: Callable[[dict[str, Any]], None], memory: MemorySampler,
              records: bool) -> tuple[Rate, int]:
     """``days`` of the scenario with its events to ``sink``: as ``tower simulate`` runs
-    it (records and figures), or as a live feed (no records)."""
+    it (one replication in this process, its figures from the streaming tallies), or
+    keeping a record per visit and order too."""
     clock = Clock()
-    if records:
+    if not records:
         (figures,) = run_replications(scenario, flows, seed=seed, days=days, warmup_days=0, sink=sink,
                                       progress=lambda p: memory(p.done_h))
         return clock.rate(figures.sim_events, 0), figures.lead_time().created
-    model = Model(scenario, flows, seed=seed, days=days, warmup_days=0, sink=sink, records=False)
+    model = Model(scenario, flows, seed=seed, days=days, warmup_days=0, sink=sink, records=True)
     now = 0.0
     while now < model.horizon_h:
         now = min(now + 24, model.horizon_h)
         model.run(until_h=now)
         memory(now)
     result = model.result()
-    return clock.rate(result.sim_events, 0), result.event_counts.get("order.created", 0)
+    figures = figures_of(result, exact=True)
+    return clock.rate(result.sim_events, 0), figures.lead_time().created
 
 
 def main() -> None:
@@ -171,8 +184,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small runs, for a smoke check")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="folder of the NDJSON file (default: temp)")
-    parser.add_argument("--no-records", action="store_true",
-                        help="run the year as a live feed (no visit/order records)")
+    parser.add_argument("--days", type=float, default=None,
+                        help="simulated days of the NDJSON run (default: 365, 30 with --quick)")
+    parser.add_argument("--records", action="store_true",
+                        help="keep a record per visit and order in the NDJSON run (what flat memory saves)")
     args = parser.parse_args()
     quick: bool = args.quick
     seed: int = args.seed
@@ -182,7 +197,7 @@ def main() -> None:
     bare_customers = 60_000 if quick else 400_000
     baseline_days = 7 if quick else 60
     mm3_days = 400 if quick else 3_000  # 64.8 customers a day
-    year_days = 30 if quick else 365
+    year_days: float = args.days if args.days is not None else (30 if quick else 365)
 
     print(f"simulator benchmark{' (quick)' if quick else ''}, seed {seed}, one process; "
           "rates per CPU second")
@@ -207,22 +222,27 @@ def main() -> None:
           f"{'OK' if ratio >= 0.5 else 'MISSED'}")
 
     folder = args.out if args.out is not None else Path(tempfile.mkdtemp(prefix="bench-sim-"))
-    path = folder / f"baseline-{year_days}d.ndjson"
-    memory = MemorySampler(MONTH_H * year_days / 365)
-    records = not args.no_records
+    path = folder / f"baseline-{year_days:g}d.ndjson"
+    memory = MemorySampler(24 * year_days)
+    records: bool = args.records
+    before = peak_rss_mb()
     with path.open("wb", buffering=1 << 20) as fh:
         writer = NdjsonEvents(fh)
         year, orders = year_run(baseline, baseline_flows, days=year_days, seed=seed, sink=writer,
                                 memory=memory, records=records)
     size_mb = path.stat().st_size / 2**20
     peak = peak_rss_mb()
-    how = "records kept, as tower simulate" if records else "no records"
-    print(f"baseline, {year_days} days with NDJSON ({how}): {orders:,} orders, {writer.count:,} events "
+    how = "records kept too" if records else "streaming statistics, as tower simulate"
+    print(f"baseline, {year_days:g} days with NDJSON ({how}): {orders:,} orders, {writer.count:,} events "
           f"({size_mb:,.0f} MB) in {year.wall_s:.1f} s wall, "
           f"{year.cpu_s:.1f} s CPU (target < 300 s) {'OK' if year.wall_s < 300 else 'MISSED'}")
-    for day, wall, mb in memory.samples:
-        print(f"  day {day:5.0f}: {wall:7.1f} s wall, RSS {mb:7.1f} MB")
-    print(f"  peak RSS {peak:,.0f} MB (target < 1024 MB) {'OK' if peak < 1024 else 'MISSED'}")
+    for share, day, wall, mb in memory.samples:
+        print(f"  {share:4.0%} (day {day:5.1f}): {wall:7.1f} s wall, RSS {mb:7.1f} MB")
+    growth = memory.growth()
+    print(f"  RSS growth 25 % -> 100 %: {growth:+.1%} (flat: target < {FLAT_GROWTH:.0%}) "
+          f"{'OK' if growth < FLAT_GROWTH else 'MISSED'}")
+    print(f"  peak RSS {peak:,.0f} MB (before this run {before:,.0f} MB; target < 1024 MB) "
+          f"{'OK' if peak < 1024 else 'MISSED'}")
     if args.out is None:
         path.unlink()
         folder.rmdir()

@@ -11,11 +11,13 @@ One order is one SimPy process that reads like the operation::
             -> hand over to a carrier: tracking number, hubs, last mile (see shipping)
             -> delivered | lost            (or cancelled by the customer before hand-over)
 
-:func:`simulate` runs one replication and returns flat records
-(:class:`~simulation.records.RunResult`); :class:`Model` is the same run in steps, for
-a live feed. Randomness comes from named streams (see :mod:`simulation.streams`),
-so the same scenario, seed and replication give the same records and byte-identical
-events, and variants share their random numbers stage by stage.
+:func:`simulate` runs one replication and returns its results
+(:class:`~simulation.records.RunResult`: streaming tallies, usage integrals, counts,
+ground truth; flat records per visit and order only when asked for); :class:`Model`
+is the same run in steps, for a live feed. Randomness comes from named streams (see
+:mod:`simulation.streams`), so the same scenario, seed and replication give the same
+results and byte-identical events, and variants share their random numbers stage by
+stage.
 
 The statistics are the same with or without a ``sink``: payload-only details
 (customer, items) are drawn only where they cannot change the dynamics.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import copy
 import functools
 import gc
 import threading
@@ -58,6 +61,7 @@ from simulation.shipping import DELIVERED, Shipping
 from simulation.station import Station
 from simulation.stock import Warehouse
 from simulation.streams import Draws, Streams, Uniform, cumulative
+from simulation.tally import LeadTally, RunTally, StageTally
 from simulation.world import Customer, World, build_world, distance_km, locate
 from tower.flows import Flow, FlowBook
 
@@ -91,6 +95,7 @@ class StagePlan:
     gates: tuple[tuple[str, str], ...]        # (from_stage, kind) to have before entering
     uploads: tuple[str, ...]                  # evidence kinds this stage uploads for later gates
     supplier_delays: list[tuple[float, float, Draws]]
+    tally: StageTally
 
 
 @dataclass(slots=True)
@@ -107,6 +112,7 @@ class FlowPlan:
     qty: tuple[int, int]
     channels: tuple[str, ...]
     gated: bool  # some stage uploads evidence for a later gate
+    transit_tally: StageTally | None  # the carrier stage's visits, if the flow has one
 
 
 @dataclass(slots=True, frozen=True)
@@ -126,13 +132,16 @@ def _window_h(start: datetime, a: datetime, b: datetime) -> tuple[float, float]:
 class Model:
     """One replication of a scenario, built and ready to run (see :func:`simulate`).
 
-    ``world`` may be passed to reuse master data; ``records=False`` keeps no visit or
-    order records (a live feed that runs for days), only the usage integrals and counts.
+    The statistics are kept as the run goes, in flat memory (:mod:`simulation.tally`):
+    a tally per stage and per flow, usage integrals per station, event counts.
+    ``records=True`` also keeps a flat record per stage visit and per order (memory
+    grows with the run: for tests and exact checks of short runs). ``world`` may be
+    passed to reuse master data.
     """
 
     def __init__(self, scenario: Scenario, flows: FlowBook, *, seed: int, replication: int = 0,
                  days: float | None = None, warmup_days: float | None = None, sink: Sink | None = None,
-                 world: World | None = None, records: bool = True) -> None:
+                 world: World | None = None, records: bool = False) -> None:
         scenario.check_against(flows)
         self.scenario = scenario
         self.flows = flows
@@ -165,6 +174,7 @@ class Model:
         self.warehouses = self._warehouses()
         self.stations: list[Station] = []
         self.plans = [self._flow_plan(flows.by_id[name]) for name in scenario.demand.flow_mix]
+        self.leads = {p.flow.id: LeadTally(p.flow.id) for p in self.plans}
         self.flow_cum = cumulative(list(scenario.demand.flow_mix.values()))
         self.shares = Shares(rush=demand.rush_share, cancel=demand.cancel_share,
                              custom_factor=1 + defaults.custom_buffer,
@@ -227,6 +237,7 @@ class Model:
             custom_share=d.custom_share.get(flow.id, 0.0), cold_chain_share=cold,
             qty=d.qty_per_item.get(flow.id, (1, 3)),
             channels=d.channels.get(flow.id, ()), gated=any(s.uploads for s in worked),
+            transit_tally=StageTally(flow.id, transit) if transit is not None else None,
         )
 
     def _stage_plan(self, flow: Flow, model: StageModel, uploads: tuple[str, ...]) -> StagePlan:
@@ -253,6 +264,7 @@ class Model:
             service=self.streams.draws(f"service/{name}", model.service), rework_p=model.rework_p,
             rework=self.streams.uniform(f"rework/{name}"), picks=model.picks,
             gates=tuple((g.from_stage, g.kind) for g in stage.gates), uploads=uploads, supplier_delays=delays,
+            tally=StageTally(flow.id, model.stage, {resource}),
         )
 
     def _logistics(self) -> None:
@@ -414,9 +426,14 @@ class Model:
         handed = self.env.now
         origin, destination = self._route_ends(o)
         ended, picked_up, carrier = yield from self.shipping.deliver(o, origin, destination, plan.transit)
-        if plan.transit is not None and ended == DELIVERED and self.keep_records and handed >= self.warmup_h:
-            self.visits.append(StageVisit(o.id, o.flow, plan.transit, carrier, o.rush, handed, picked_up,
-                                          self.env.now, False))
+        transit = plan.transit_tally
+        if transit is not None and ended == DELIVERED and handed >= self.warmup_h:
+            now = self.env.now
+            transit.resources.add(carrier)
+            transit.add(picked_up - handed, now - picked_up)
+            if self.keep_records:
+                self.visits.append(StageVisit(o.id, o.flow, transit.stage, carrier, o.rush, handed, picked_up,
+                                              now, False))
         self._finish(o, ended)
 
     def _gate(self, o: Order, stage: StagePlan) -> Steps:
@@ -511,9 +528,11 @@ class Model:
 
     def _visit(self, o: Order, stage: StagePlan, arrived: float, started: float, finished: float,
                rework: bool) -> None:
-        if self.keep_records and arrived >= self.warmup_h:
-            self.visits.append(StageVisit(o.id, stage.flow, stage.stage, stage.resource, o.rush, arrived,
-                                          started, finished, rework))
+        if arrived >= self.warmup_h:
+            stage.tally.add(started - arrived, finished - started)
+            if self.keep_records:
+                self.visits.append(StageVisit(o.id, stage.flow, stage.stage, stage.resource, o.rush, arrived,
+                                              started, finished, rework))
 
     def _upload(self, o: Order, stage: StagePlan) -> None:
         """Evidence for later gates: uploaded on completion, or (``late_p``) some hours late."""
@@ -577,9 +596,18 @@ class Model:
 
     def _finish(self, o: Order, status: str) -> None:
         del self.open[o.id]
-        if self.keep_records and o.created_h >= self.warmup_h:
-            self.orders.append(OrderOutcome(o.id, o.flow, o.rush, o.custom, o.created_h, o.promised_h,
-                                            self.env.now, status))
+        if o.created_h >= self.warmup_h:
+            now = self.env.now
+            lead = self.leads[o.flow]
+            if status == DELIVERED:
+                lead.delivered_after(now - o.created_h, now <= o.promised_h)
+            elif status == "cancelled":
+                lead.cancelled += 1
+            else:
+                lead.lost += 1
+            if self.keep_records:
+                self.orders.append(OrderOutcome(o.id, o.flow, o.rush, o.custom, o.created_h, o.promised_h,
+                                                now, status))
 
     # --- running ----------------------------------------------------------------------------
 
@@ -596,7 +624,8 @@ class Model:
         return scheduled - len(self.env._queue)
 
     def result(self) -> RunResult:
-        """The records of the run so far (call after :meth:`run`)."""
+        """The results of the run so far (call after :meth:`run`): tallies, usage, counts,
+        ground truth, and the records if the model keeps them."""
         now = self.env.now
         orders = list(self.orders)
         if self.keep_records:
@@ -608,8 +637,18 @@ class Model:
             scenario=self.scenario.name, seed=self.seed, replication=self.replication, horizon_h=now,
             warmup_h=self.warmup_h, visits=list(self.visits), orders=orders, resources=self._usage(),
             ground_truth=self._ground_truth(now), event_counts=dict(sorted(self.emitter.counts.items())),
-            sim_events=self.sim_events(),
+            sim_events=self.sim_events(), tally=self.tally(), records=self.keep_records,
         )
+
+    def tally(self) -> RunTally:
+        """A copy of the tallies so far, orders still open counted ``in_progress``."""
+        stages = [s.tally for p in self.plans for s in p.worked]
+        stages += [t for t in (p.transit_tally for p in self.plans) if t is not None and t.visits]
+        leads = {flow: copy.deepcopy(lead) for flow, lead in self.leads.items()}
+        for o in self.open.values():
+            if o.created_h >= self.warmup_h:
+                leads[o.flow].in_progress += 1
+        return RunTally(stages=copy.deepcopy(stages), leads=[lead for lead in leads.values() if lead.created])
 
     def _usage(self) -> list[ResourceUsage]:
         return [s.usage() for s in self.stations]
@@ -663,17 +702,18 @@ def _young_collections_spaced() -> Iterator[None]:
 
 def simulate(scenario: Scenario, flows: FlowBook, *, seed: int, replication: int = 0,
              days: float | None = None, warmup_days: float | None = None,
-             sink: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+             sink: Callable[[dict[str, Any]], None] | None = None, records: bool = False) -> RunResult:
     """Run one replication: warm-up plus ``days`` (defaults from the scenario).
 
-    Records leave out the warm-up: visits that arrived and orders created before it,
-    and usage integrals before it. ``sink`` receives every v1 event (warm-up
+    Statistics leave out the warm-up: visits that arrived and orders created before
+    it, and usage integrals before it. ``sink`` receives every v1 event (warm-up
     included, so the tower knows every order it later hears of) in ``occurred_at``
-    order; without a sink no event is built. Random streams come from
+    order; without a sink no event is built. ``records=True`` also keeps a record per
+    visit and per order (memory grows with the run). Random streams come from
     ``SeedSequence([seed, replication])``.
     """
     model = Model(scenario, flows, seed=seed, replication=replication, days=days, warmup_days=warmup_days,
-                  sink=sink)
+                  sink=sink, records=records)
     model.run()
     return model.result()
 

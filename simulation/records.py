@@ -1,12 +1,17 @@
-"""Flat records a simulation run produces (one row per thing, like Ciw's records).
+"""What a simulation run produces: flat records (one row per thing, like Ciw's records)
+and the streaming tallies the statistics are computed from.
 
-Times are simulated hours since the scenario's ``start``. Statistics and reports are
-computed from these records only, so any table tool can read them too.
+Times are simulated hours since the scenario's ``start``. A run always hands back its
+:class:`~simulation.tally.RunTally` (flat in memory however long it runs), the usage
+of each resource, event counts and ground truth; a record per stage visit and per
+order only when asked for (``Model(records=True)``), for tests and exact checks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from simulation.tally import RunTally
 
 # StageVisit and OrderOutcome are not frozen: a run makes millions of them, and a
 # frozen dataclass costs three times as much to build (object.__setattr__ per field).
@@ -108,3 +113,5 @@ class RunResult:
     ground_truth: list[GroundTruth] = field(default_factory=list)
     event_counts: dict[str, int] = field(default_factory=dict)
     sim_events: int = 0  # SimPy events processed (for the benchmark)
+    tally: RunTally | None = None  # the streaming statistics (None: figures from the records)
+    records: bool = True  # visits and orders hold every record of the window

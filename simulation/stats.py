@@ -1,9 +1,11 @@
-"""Statistics of simulation runs, computed from their flat records only.
+"""Statistics of simulation runs.
 
 - :func:`figures_of` turns one replication's :class:`~simulation.records.RunResult`
   into its figures: per stage wait, work, utilisation, throughput and queue length;
   per flow (and over all flows) lead-time mean and percentiles and the on-time share;
-  event counts.
+  event counts. It reads the run's streaming tallies (:mod:`simulation.tally`: exact
+  counts, sums and integrals; percentiles within 0.5 %), or its flat records when
+  asked for exact percentiles or a longer warm-up.
 - :func:`run_replications` runs independent replications (replication ``r`` draws
   from the model's ``SeedSequence([seed, r])``), in this process or fanned out over a
   local process pool; the figures do not depend on the pool size.
@@ -12,7 +14,8 @@
 - :func:`erlang_c_wait` and :func:`littles_law` are the queueing formulas the
   simulator is validated against.
 
-Percentiles use numpy's default (linear interpolation between order statistics).
+Percentiles are numpy's default (linear interpolation between order statistics):
+exact from records, within :data:`~simulation.tally.ACCURACY` from a tally.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from scipy import stats as scipy_stats
 
 from simulation.records import GroundTruth, OrderOutcome, ResourceUsage, RunResult, StageVisit
 from simulation.scenario import Scenario
+from simulation.tally import LeadTally, RunTally, StageTally
 from tower.flows import FlowBook
 
 HOURS_PER_DAY = 24.0
@@ -129,28 +133,42 @@ def _percentiles(values: Sequence[float], qs: Sequence[float]) -> list[float | N
     return [float(p) for p in np.percentile(np.asarray(values, dtype=float), qs)]
 
 
-def stage_figures(flow: str, stage: str, visits: Sequence[StageVisit],
-                  usage: Sequence[ResourceUsage], *, window_h: float) -> StageFigures:
-    """Figures of one stage from its visits and its resources' usage over ``window_h``."""
-    waits = [v.wait_h for v in visits]
-    works = [v.work_h for v in visits]
+def _stage_row(flow: str, stage: str, resources: Iterable[str], visits: int, wait_mean_h: float | None,
+               wait_p90_h: float | None, work_mean_h: float | None, usage: Sequence[ResourceUsage],
+               window_h: float) -> StageFigures:
     available = math.fsum(u.available_h for u in usage)
     busy = math.fsum(u.busy_h for u in usage)
     queue_area = math.fsum(u.queue_area_h for u in usage)
-    names = sorted({u.resource for u in usage} | {v.resource for v in visits})
+    names = sorted({u.resource for u in usage} | set(resources))
     return StageFigures(
         flow=flow,
         stage=stage,
         resource=",".join(names) or stage,
-        visits=len(visits),
-        wait_mean_h=_mean(waits),
-        wait_p90_h=_percentiles(waits, [90])[0],
-        work_mean_h=_mean(works),
+        visits=visits,
+        wait_mean_h=wait_mean_h,
+        wait_p90_h=wait_p90_h,
+        work_mean_h=work_mean_h,
         utilization=(busy / available if available > 0 else 0.0) if usage else None,
-        throughput_per_day=len(visits) / (window_h / HOURS_PER_DAY) if window_h > 0 else 0.0,
+        throughput_per_day=visits / (window_h / HOURS_PER_DAY) if window_h > 0 else 0.0,
         queue_len_mean=(queue_area / window_h if window_h > 0 else 0.0) if usage else None,
-        arrivals_per_h=len(visits) / window_h if window_h > 0 else 0.0,
+        arrivals_per_h=visits / window_h if window_h > 0 else 0.0,
     )
+
+
+def stage_figures(flow: str, stage: str, visits: Sequence[StageVisit],
+                  usage: Sequence[ResourceUsage], *, window_h: float) -> StageFigures:
+    """Figures of one stage from its visits and its resources' usage over ``window_h``."""
+    waits = [v.wait_h for v in visits]
+    return _stage_row(flow, stage, (v.resource for v in visits), len(visits), _mean(waits),
+                      _percentiles(waits, [90])[0], _mean([v.work_h for v in visits]), usage, window_h)
+
+
+def stage_figures_of_tally(tally: StageTally, usage: Sequence[ResourceUsage], *,
+                           window_h: float) -> StageFigures:
+    """Figures of one stage from its tally and its resources' usage over ``window_h``."""
+    n = tally.visits
+    return _stage_row(tally.flow, tally.stage, tally.resources, n, tally.wait_sum_h / n if n else None,
+                      tally.waits.quantile(0.9), tally.work_sum_h / n if n else None, usage, window_h)
 
 
 def lead_time_figures(flow: str, orders: Sequence[OrderOutcome]) -> LeadTimeFigures:
@@ -177,33 +195,85 @@ def lead_time_figures(flow: str, orders: Sequence[OrderOutcome]) -> LeadTimeFigu
     )
 
 
-def figures_of(run: RunResult, *, warmup_h: float | None = None) -> RunFigures:
-    """The figures of one replication.
+def lead_time_figures_of_tally(flow: str, tally: LeadTally) -> LeadTimeFigures:
+    """Counts by status, lead times and on-time share of delivered orders, from a tally."""
+    delivered = tally.delivered
+    p50, p90, p95 = tally.leads.quantiles([0.5, 0.9, 0.95])
+    return LeadTimeFigures(
+        flow=flow,
+        created=tally.created,
+        delivered=delivered,
+        cancelled=tally.cancelled,
+        lost=tally.lost,
+        in_progress=tally.in_progress,
+        lead_time_mean_h=tally.lead_sum_h / delivered if delivered else None,
+        lead_time_p50_h=p50,
+        lead_time_p90_h=p90,
+        lead_time_p95_h=p95,
+        on_time_share=tally.on_time / delivered if delivered else None,
+    )
 
-    The model already deleted its warm-up. ``warmup_h`` (hours from the start, larger
-    than the run's own warm-up) deletes more: visits that arrived and orders created
-    before it are dropped and rates use the shorter window. Utilisation and queue
-    length are integrals the model kept over its own window and are not re-cut.
-    """
-    cut = max(run.warmup_h, warmup_h if warmup_h is not None else run.warmup_h)
-    window_h = run.horizon_h - cut
+
+def _record_rows(run: RunResult, cut: float, window_h: float,
+                 usage_by: Mapping[tuple[str, str], Sequence[ResourceUsage]]
+                 ) -> tuple[tuple[StageFigures, ...], tuple[LeadTimeFigures, ...]]:
     visits_by: dict[tuple[str, str], list[StageVisit]] = defaultdict(list)
     for v in run.visits:
         if v.arrived_h >= cut:
             visits_by[(v.flow, v.stage)].append(v)
-    usage_by: dict[tuple[str, str], list[ResourceUsage]] = defaultdict(list)
-    for u in run.resources:
-        usage_by[(u.flow, u.stage)].append(u)
     keys = sorted(set(visits_by) | set(usage_by))
-    stages = tuple(stage_figures(f, s, visits_by[(f, s)], usage_by[(f, s)], window_h=window_h)
+    stages = tuple(stage_figures(f, s, visits_by[(f, s)], usage_by.get((f, s), ()), window_h=window_h)
                    for f, s in keys)
-
     orders = [o for o in run.orders if o.created_h >= cut]
     orders_by: dict[str, list[OrderOutcome]] = defaultdict(list)
     for o in orders:
         orders_by[o.flow].append(o)
     lead_times = (lead_time_figures(ALL_FLOWS, orders),
                   *(lead_time_figures(f, orders_by[f]) for f in sorted(orders_by)))
+    return stages, lead_times
+
+
+def _tally_rows(tally: RunTally, window_h: float,
+                usage_by: Mapping[tuple[str, str], Sequence[ResourceUsage]]
+                ) -> tuple[tuple[StageFigures, ...], tuple[LeadTimeFigures, ...]]:
+    by_key = {(t.flow, t.stage): t for t in tally.stages}
+    keys = sorted(set(by_key) | set(usage_by))
+    stages = tuple(stage_figures_of_tally(by_key.get((f, s)) or StageTally(f, s), usage_by.get((f, s), ()),
+                                          window_h=window_h) for f, s in keys)
+    leads = {t.flow: t for t in tally.leads if t.created}
+    everything = LeadTally(ALL_FLOWS)
+    for t in leads.values():
+        everything.merge(t)
+    lead_times = (lead_time_figures_of_tally(ALL_FLOWS, everything),
+                  *(lead_time_figures_of_tally(f, leads[f]) for f in sorted(leads)))
+    return stages, lead_times
+
+
+def figures_of(run: RunResult, *, warmup_h: float | None = None, exact: bool = False) -> RunFigures:
+    """The figures of one replication.
+
+    They come from the run's tallies (percentiles within
+    :data:`~simulation.tally.ACCURACY`), or from its records (exact percentiles) when
+    ``exact`` is set or the run has no tally (a stand-in model). The model already
+    deleted its warm-up. ``warmup_h`` (hours from the start, larger than the run's
+    own warm-up) deletes more, from the records (a tally cannot be re-cut): visits
+    that arrived and orders created before it are dropped and rates use the shorter
+    window. Utilisation and queue length are integrals the model kept over its own
+    window and are not re-cut. Raises ValueError when records are needed and the run
+    did not keep them.
+    """
+    cut = max(run.warmup_h, warmup_h if warmup_h is not None else run.warmup_h)
+    window_h = run.horizon_h - cut
+    usage_by: dict[tuple[str, str], list[ResourceUsage]] = defaultdict(list)
+    for u in run.resources:
+        usage_by[(u.flow, u.stage)].append(u)
+    if run.tally is not None and not exact and cut == run.warmup_h:
+        stages, lead_times = _tally_rows(run.tally, window_h, usage_by)
+    elif run.records:
+        stages, lead_times = _record_rows(run, cut, window_h, usage_by)
+    else:
+        raise ValueError("the run kept no records (Model(records=True)): its figures cannot be exact "
+                         "or cut after a longer warm-up")
     return RunFigures(
         scenario=run.scenario, seed=run.seed, replication=run.replication,
         horizon_h=run.horizon_h, warmup_h=cut, stages=stages, lead_times=lead_times,

@@ -33,6 +33,7 @@ from simulation.model import Model, simulate
 from simulation.order import Order
 from simulation.records import RunResult
 from simulation.scenario import Calendar, Interval, Scenario, load_scenario
+from simulation.stats import figures_of
 from simulation.streams import Streams
 from tests.test_demo_feed import MemoryDirectory, MemoryPublisher
 from tower.events import EventRecord, validate_event
@@ -160,7 +161,7 @@ def one_stage_flows(scenario: Scenario) -> FlowBook:
 def run_with_events(scenario: Scenario, flows: FlowBook, seed: int = 3,
                     **kw: Any) -> tuple[RunResult, Events]:
     events: Events = []
-    return simulate(scenario, flows, seed=seed, sink=events.append, **kw), events
+    return simulate(scenario, flows, seed=seed, sink=events.append, records=True, **kw), events
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +215,9 @@ def test_same_seed_gives_byte_identical_events_and_another_seed_differs(
 def test_records_do_not_depend_on_the_sink(
     small: Scenario, flows: FlowBook, small_run: tuple[RunResult, Events]
 ) -> None:
-    quiet = simulate(small, flows, seed=3)
+    quiet = simulate(small, flows, seed=3, records=True)
     loud = small_run[0]
+    assert quiet.tally == loud.tally
     assert quiet.visits == loud.visits
     assert quiet.orders == loud.orders
     assert quiet.resources == loud.resources
@@ -593,7 +595,7 @@ def test_flat_demand_is_one_segment_and_a_poisson_count() -> None:
 
 def test_rush_orders_wait_less_under_load() -> None:
     sc = one_stage(per_h=2.7, capacity=3, mean_h=1.0, rush_share=0.2, days=60)
-    result = simulate(sc, one_stage_flows(sc), seed=11)
+    result = simulate(sc, one_stage_flows(sc), seed=11, records=True)
     rush = [v.wait_h for v in result.visits if v.rush]
     normal = [v.wait_h for v in result.visits if not v.rush]
     assert len(rush) > 500 and len(normal) > 2000
@@ -603,7 +605,7 @@ def test_rush_orders_wait_less_under_load() -> None:
 def test_littles_law_holds_per_stage(flows: FlowBook) -> None:
     sc = small_network(disruptions=[], horizon_days=20, warmup_days=3,
                        demand={**small_network().demand.model_dump(mode="json"), "cancel_share": 0})
-    result = simulate(sc, flows, seed=5)
+    result = simulate(sc, flows, seed=5, records=True)
     window = result.horizon_h - result.warmup_h
     by_stage: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for v in result.visits:
@@ -624,14 +626,17 @@ def test_littles_law_holds_per_stage(flows: FlowBook) -> None:
 @pytest.mark.slow
 def test_mm3_mean_wait_is_near_erlang_c(flows: FlowBook) -> None:
     scenario, mm3_flows = load_scenario(SCENARIOS / "mm3.toml")
-    waits: list[float] = []
+    visits, wait_sum = 0, 0.0
     for replication in range(4):
         result = simulate(scenario, mm3_flows, seed=1, replication=replication, days=700, warmup_days=10)
-        waits += [v.wait_h for v in result.visits]
+        stage = figures_of(result).stage("mm3", "service")
+        assert stage.wait_mean_h is not None
+        visits += stage.visits
+        wait_sum += stage.wait_mean_h * stage.visits
         usage = result.resources[0]
         assert usage.utilization == pytest.approx(0.9, abs=0.03)
-    assert len(waits) > 150_000
-    assert sum(waits) / len(waits) == pytest.approx(ERLANG_C_MM3, rel=0.15)
+    assert visits > 150_000
+    assert wait_sum / visits == pytest.approx(ERLANG_C_MM3, rel=0.15)
 
 
 def test_a_variant_keeps_the_random_numbers_of_everything_it_did_not_change(flows: FlowBook) -> None:
@@ -697,7 +702,7 @@ def networks(draw: st.DrawFn) -> Scenario:
 def test_random_networks_run_and_conserve_orders(scenario: Scenario, seed: int) -> None:
     flows = small_network_flows()
     events: Events = []
-    result = simulate(scenario, flows, seed=seed, sink=events.append)
+    result = simulate(scenario, flows, seed=seed, sink=events.append, records=True)
     status = Counter(o.status for o in result.orders)
     warm = scenario.start + timedelta(hours=result.warmup_h)
     created = sum(1 for e in events
