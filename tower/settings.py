@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     reclaim_idle_ms: int = Field(default=30_000, ge=100, alias="TOWER_RECLAIM_IDLE_MS")
     projector_batch: int = Field(default=2_000, ge=1, le=50_000, alias="TOWER_PROJECTOR_BATCH")
     stale_after_s: float = Field(default=120, gt=0, alias="TOWER_STALE_AFTER_S")
+    webhook_url: str | None = Field(
+        default=None, alias="TOWER_WEBHOOK_URL",
+        description="adds a webhook channel named 'webhook' on every topic (see data/notify.toml)",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, alias="TOWER_WEBHOOK_SECRET",
+        description="HMAC-SHA256 key of the TOWER_WEBHOOK_URL channel's signatures",
+    )
 
     @field_validator("tz")
     @classmethod
@@ -73,6 +81,18 @@ class Settings(BaseSettings):
     def _empty_token_is_off(cls, value: object) -> object:
         # TOWER_API_TOKEN="" (e.g. an unset compose variable) means "no token", not "".
         return None if value in ("", None) else value
+
+    @field_validator("webhook_url", "webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
 
     @field_validator("database_url")
     @classmethod
