@@ -72,10 +72,25 @@ Steps = Generator[simpy.Event, Any, None]
 SOURCE_BY_OWNER = {"customer_service": "erp", "sales": "erp", "procurement": "erp", "planning": "erp",
                    "warehouse": "wms", "logistics": "wms", "production": "mes", "quality": "mes"}
 ORDER_SOURCE = "erp"
+#: The owner of the stages that buy from suppliers (their events carry ``supplier_id``).
+PROCUREMENT = "procurement"
+NO_TAGS: dict[str, Any] = {}  # extra payload of a stage event that has none (never changed)
 CANCEL_REASON = "customer_request"
 
 
 # --- the plan: what every stage and flow needs at run time, built once -----------------
+
+
+@dataclass(slots=True, frozen=True)
+class SupplierWindow:
+    """A supplier delay on one stage: its place in the scenario's disruptions, its window,
+    the late supplier (None: every supplier) and the extra wait."""
+
+    index: int
+    start_h: float
+    end_h: float
+    supplier: str | None
+    extra: Draws
 
 
 @dataclass(slots=True)
@@ -94,7 +109,8 @@ class StagePlan:
     picks: bool
     gates: tuple[tuple[str, str], ...]        # (from_stage, kind) to have before entering
     uploads: tuple[str, ...]                  # evidence kinds this stage uploads for later gates
-    supplier_delays: list[tuple[float, float, Draws]]
+    buys: bool  # the stage buys from a supplier: its events name the order's supplier
+    supplier_delays: list[SupplierWindow]
     tally: StageTally
 
 
@@ -179,19 +195,24 @@ class Model:
         self.shares = Shares(rush=demand.rush_share, cancel=demand.cancel_share,
                              custom_factor=1 + defaults.custom_buffer,
                              rush_factor=defaults.rush_budget_factor)
-        self.supplier_hits: dict[tuple[str, float], int] = {}
+        # orders delayed, by supplier delay (its index in the disruptions) and supplier
+        self.supplier_hits: dict[int, dict[str | None, int]] = {}
         self.network: Network | None = None
         self.shipping: Shipping | None = None
         if scenario.logistics:
             self._logistics()
         # Customers and items move the dynamics when they pick stock or choose a route;
         # otherwise they are drawn only for the events (and cannot change the records).
-        self.details_matter = scenario.logistics or any(s.picks for p in self.plans for s in p.worked)
+        # Suppliers come from the items: they move the dynamics (and name the ground
+        # truth) of a supplier delay.
+        self.details_matter = scenario.logistics or any(s.picks or s.supplier_delays
+                                                        for p in self.plans for s in p.worked)
         self.details_drawn = self.details_matter or self.emitter.live
         # The Faker world is built only when orders name customers and items (not for
         # a statistics-only run of a network without stock or parcels, e.g. M/M/3).
         self.world = world if world is not None or not self.details_drawn else build_world(scenario, seed)
         self.catalogues = self._catalogues() if self.world is not None else []
+        self.sku_supplier = {s.id: s.supplier_id for s in self.world.skus} if self.world is not None else {}
         self.nearest_warehouse: dict[str, Warehouse] = {}
         self.env.process(self._arrivals())
 
@@ -252,18 +273,20 @@ class Model:
             windows = working_windows(calendar, sc.zone, self.start, self.horizon_h)
             self.env.process(station.keep_shifts(windows))
         self.stations.append(station)
-        delays: list[tuple[float, float, Draws]] = []
-        for d in sc.disruptions:
+        delays: list[SupplierWindow] = []
+        for k, d in enumerate(sc.disruptions):
             if isinstance(d, SupplierDelay) and d.stage == model.stage:
-                window = _window_h(self.start, d.start, d.end)
-                delays.append((*window, self.streams.draws(f"supplier/{name}/{len(delays)}", d.extra)))
+                start_h, end_h = _window_h(self.start, d.start, d.end)
+                delays.append(SupplierWindow(k, start_h, end_h, d.supplier,
+                                             self.streams.draws(f"supplier/{name}/{len(delays)}", d.extra)))
         stage = flow.stage(model.stage)
         return StagePlan(
             flow=flow.id, stage=model.stage, resource=resource,
             source=model.source or SOURCE_BY_OWNER.get(stage.owner, "sim"), site=model.site, station=station,
             service=self.streams.draws(f"service/{name}", model.service), rework_p=model.rework_p,
             rework=self.streams.uniform(f"rework/{name}"), picks=model.picks,
-            gates=tuple((g.from_stage, g.kind) for g in stage.gates), uploads=uploads, supplier_delays=delays,
+            gates=tuple((g.from_stage, g.kind) for g in stage.gates), uploads=uploads,
+            buys=stage.owner == PROCUREMENT or bool(delays), supplier_delays=delays,
             tally=StageTally(flow.id, model.stage, {resource}),
         )
 
@@ -482,11 +505,14 @@ class Model:
         """Enter the stage, queue for a server, work; redo when QC fails; complete."""
         env, em, station = self.env, self.emitter, stage.station
         site = self._site(o, stage) if em.live else None
+        tags = NO_TAGS
+        if stage.buys and em.live and self._supplier_of(o) is not None:
+            tags = {"supplier_id": o.supplier}
         if stage.picks and o.rerouted_from is not None:
             em.stage(env.now, "stage.entered", stage.source, o.id, stage.stage, stage.resource, site,
-                     rerouted_from=o.rerouted_from)
+                     rerouted_from=o.rerouted_from, **tags)
         else:
-            em.stage(env.now, "stage.entered", stage.source, o.id, stage.stage, stage.resource, site)
+            em.stage(env.now, "stage.entered", stage.source, o.id, stage.stage, stage.resource, site, **tags)
         arrived, rework = env.now, False
         while True:
             request = station.request(o.priority)
@@ -496,9 +522,10 @@ class Model:
                 started = env.now
                 if rework:
                     em.stage(started, "stage.started", stage.source, o.id, stage.stage, stage.resource, site,
-                             rework=True)
+                             rework=True, **tags)
                 else:
-                    em.stage(started, "stage.started", stage.source, o.id, stage.stage, stage.resource, site)
+                    em.stage(started, "stage.started", stage.source, o.id, stage.stage, stage.resource, site,
+                             **tags)
                 yield env.timeout(stage.service())
             except simpy.Interrupt:
                 station.withdraw(request)
@@ -509,20 +536,30 @@ class Model:
             self._visit(o, stage, arrived, started, env.now, rework)  # failed QC: the work is redone
             arrived, rework = env.now, True
         if stage.supplier_delays:
-            yield from self._supplier_wait(stage)
-        em.stage(env.now, "stage.completed", stage.source, o.id, stage.stage, stage.resource, site)
+            yield from self._supplier_wait(o, stage)
+        em.stage(env.now, "stage.completed", stage.source, o.id, stage.stage, stage.resource, site, **tags)
         self._visit(o, stage, arrived, started, env.now, rework)
         if stage.uploads:
             self._upload(o, stage)
 
-    def _supplier_wait(self, stage: StagePlan) -> Steps:
-        """A supplier late in a delay window keeps the order in the stage (no server held)."""
+    def _supplier_of(self, o: Order) -> str | None:
+        """The supplier of the order's largest line (the first of equals); None without items."""
+        if o.supplier is None and o.items:
+            sku = max(o.items, key=lambda line: line[1])[0]
+            o.supplier = self.sku_supplier.get(sku)
+        return o.supplier
+
+    def _supplier_wait(self, o: Order, stage: StagePlan) -> Steps:
+        """The order's supplier, late in a delay window, keeps the order in the stage (no
+        server held)."""
         now = self.env.now
+        supplier = self._supplier_of(o)
         extra = 0.0
-        for start, end, draw in stage.supplier_delays:
-            if start <= now < end:
-                extra += draw()
-                self.supplier_hits[(stage.stage, start)] = self.supplier_hits.get((stage.stage, start), 0) + 1
+        for late in stage.supplier_delays:
+            if late.start_h <= now < late.end_h and late.supplier in (None, supplier):
+                extra += late.extra()
+                hits = self.supplier_hits.setdefault(late.index, {})
+                hits[supplier] = hits.get(supplier, 0) + 1
         if extra > 0:
             yield self.env.timeout(extra)
 
@@ -653,17 +690,30 @@ class Model:
     def _usage(self) -> list[ResourceUsage]:
         return [s.usage() for s in self.stations]
 
+    def _supplier_truth(self, d: SupplierDelay, k: int, start_h: float, end_h: float) -> list[GroundTruth]:
+        """A supplier delay names its supplier (``supplier=SUP-0003``) and the orders it
+        delayed; one that made every supplier late, each supplier whose orders waited."""
+        hits = self.supplier_hits.get(k, {})
+        if d.supplier is not None:
+            named = [(d.supplier, hits.get(d.supplier, 0))]
+        else:
+            named = sorted((s, n) for s, n in hits.items() if s is not None)
+            unknown = hits.get(None, 0)
+            if unknown or not named:
+                named.append(("any", unknown))
+        return [GroundTruth("supplier_delay", d.stage, start_h, end_h, f"supplier={s}; orders delayed: {n}")
+                for s, n in named]
+
     def _ground_truth(self, now: float) -> list[GroundTruth]:
         windows = []
         for truth, detail in self.window_truth:
             if truth.start_h < now and truth.end_h >= self.warmup_h:
                 windows.append(GroundTruth(truth.kind, truth.where, truth.start_h, truth.end_h, detail()))
-        for d in self.scenario.disruptions:
+        for k, d in enumerate(self.scenario.disruptions):
             if isinstance(d, SupplierDelay):
                 a, b = _window_h(self.start, d.start, d.end)
                 if a < now and b >= self.warmup_h:
-                    hits = self.supplier_hits.get((d.stage, a), 0)
-                    windows.append(GroundTruth("supplier_delay", d.stage, a, b, f"orders delayed: {hits}"))
+                    windows += self._supplier_truth(d, k, a, b)
         return windows + [t for t in self.truth if t.end_h >= self.warmup_h]
 
 

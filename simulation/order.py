@@ -18,7 +18,7 @@ class Order:
 
     __slots__ = (
         "cancelled", "cold", "created_h", "custom", "customer", "evidence", "flow", "id", "items", "priority",
-        "process", "promised_h", "rerouted_from", "rush", "shipped", "warehouse",
+        "process", "promised_h", "rerouted_from", "rush", "shipped", "supplier", "warehouse",
     )
 
     def __init__(self, id: str, flow: str, created_h: float, promised_h: float, rush: bool,
@@ -33,6 +33,7 @@ class Order:
         self.priority = priority
         self.customer: Customer | None = None
         self.items: tuple[Item, ...] = ()
+        self.supplier: str | None = None  # who supplies its main line (set by the procurement stage)
         self.warehouse: Warehouse | None = None
         self.rerouted_from: str | None = None
         # (stage, kind) -> None once uploaded, or the event a late upload will trigger

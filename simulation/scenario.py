@@ -226,6 +226,9 @@ class SupplierDelay(_Frozen):
     start: AwareDatetime
     end: AwareDatetime
     extra: Distribution
+    supplier: str | None = Field(
+        default=None, description="the late supplier (SUP-0001 ... of the master data): only orders it "
+        "supplies wait; unset: every supplier of the stage is late")
 
 
 class StockOut(_Frozen):
@@ -288,6 +291,11 @@ class Sensors(_Frozen):
     excursion_p: Share = Field(default=0.002, description="chance per reading of a spike")
     excursion_c: float = Field(default=6.0, ge=0)
     range_c: tuple[float, float] = (0.0, 4.0)
+
+
+def supplier_id(index: int) -> str:
+    """The id of the master data's supplier number ``index`` (from 0): ``SUP-0001``, ..."""
+    return f"SUP-{index + 1:04d}"
 
 
 class MasterData(_Frozen):
@@ -357,6 +365,10 @@ class Scenario(_Frozen):
                 raise ValueError(f"disruptions.{i}.warehouse: unknown warehouse {d.warehouse!r}")
             if isinstance(d, SupplierDelay) and d.stage not in {s.stage for s in self.stages}:
                 raise ValueError(f"disruptions.{i}.stage: no stage {d.stage!r} in [[stages]]")
+            if isinstance(d, SupplierDelay) and d.supplier is not None and d.supplier not in {
+                    supplier_id(k) for k in range(self.master_data.suppliers)}:
+                raise ValueError(f"disruptions.{i}.supplier: no supplier {d.supplier!r} among the "
+                                 f"{self.master_data.suppliers} of [master_data]")
         if self.logistics and (not self.hubs or not self.carriers):
             raise ValueError("logistics needs at least one hub and one carrier")
         if self.logistics and sum(c.share for c in self.carriers) <= 0:

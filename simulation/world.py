@@ -20,7 +20,7 @@ from functools import cached_property
 import numpy as np
 from faker import Faker
 
-from simulation.scenario import Hub, Scenario
+from simulation.scenario import Hub, Scenario, supplier_id
 
 #: Share of customers (and SKU brands, suppliers) with a Chinese name; the rest en_US.
 ZH_SHARE = 0.85
@@ -248,7 +248,7 @@ def _suppliers(n: int, zh: Faker, en: Faker, rng: np.random.Generator) -> tuple[
     city_idx = rng.choice(len(CITIES), size=n, p=_city_weights())
     is_zh = rng.random(n) < ZH_SHARE
     return tuple(
-        Supplier(id=f"SUP-{i + 1:04d}", name=(zh if is_zh[i] else en).company(),
+        Supplier(id=supplier_id(i), name=(zh if is_zh[i] else en).company(),
                  city=CITIES[city_idx[i]].name)
         for i in range(n)
     )
