@@ -87,6 +87,8 @@ def _serve(settings: Settings, *, host: str, port: int, debug: bool,
 
     tower = _build(settings)
     dash_app = create_app(settings, tower=tower)
+    if settings.embedded:  # one process: it also runs the rule scans (a worker does with Redis)
+        tower.start_scheduler()
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     console.print(banner or f"Order Tower is running at [bold]{url}[/bold]  (Ctrl-C to stop)")
     try:
@@ -153,6 +155,8 @@ def demo(
     dash_app = create_app(settings, tower=tower)
     token = settings.api_token.get_secret_value() if settings.api_token else None
     install_demo_api(dash_app.server, live, token=token)
+    if settings.embedded:  # rule scans at the simulated clock (60x: a scan per simulated hour)
+        tower.start_scheduler()
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     console.print(f"Order Tower demo is running at [bold]{url}[/bold]  "
                   f"(simulated {plan.name}, seed {seed}, {speed:g} h per minute; Ctrl-C to stop)")
@@ -187,6 +191,7 @@ def worker(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    tower.start_scheduler()  # rule scans, escalations, notifications (never in web workers)
     console.print(f"worker {consumer.name} consuming {settings.stream} "
                   f"(group {settings.consumer_group})")
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -22,6 +22,11 @@ from tower.settings import Settings
 from tower.store.engine import make_engine, ping, upgrade
 from tower.store.projector import Projector
 from tower.store.queries import StoreDirectory
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from tower.rules.engine import RuleEngine
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,8 @@ class Tower:
     projector: Projector
     ingestor: Ingestor
     clock: Clock = field(default_factory=SystemClock)
+    rules: RuleEngine | None = None
+    scheduler: BackgroundScheduler | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     def health(self) -> dict[str, Any]:
@@ -57,9 +64,25 @@ class Tower:
             return self.bus.join(timeout)
         return True
 
+    def start_scheduler(self) -> BackgroundScheduler:
+        """Start the scheduled jobs (rule scans, escalations, notifications) in this process.
+
+        Called by ``tower worker`` and, in embedded mode, by ``tower demo`` / ``tower
+        serve``; never by the app factory, so gunicorn's web workers do not each run them.
+        """
+        if self.scheduler is None:
+            from tower.scheduler import build_scheduler, tower_jobs
+
+            self.scheduler = build_scheduler(tower_jobs(self))
+            self.scheduler.start()
+            log.info("scheduler started: %s", ", ".join(j.id for j in self.scheduler.get_jobs()))
+        return self.scheduler
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self.scheduler is not None and self.scheduler.running:
+                self.scheduler.shutdown(wait=True)
             self.bus.close()
             self.engine.dispose()
 
@@ -101,6 +124,23 @@ def build_tower(settings: Settings, *, migrate: bool = True, project_in_process:
         max_batch=settings.max_batch_events,
         clock=clock.now,
     )
+    rules = _rule_engine(settings, engine, flows, figures, clock)
+    # The rule engine listens wherever the projector runs: in-process in embedded mode,
+    # in `tower worker` with Redis (a web process's projector never applies a batch).
+    projector.listeners.append(rules.on_batch)
     if isinstance(bus, InProcessBus) and project_in_process:
         bus.subscribe(projector.apply)
-    return Tower(settings, flows, figures, engine, bus, projector, ingestor, clock)
+    tower = Tower(settings, flows, figures, engine, bus, projector, ingestor, clock, rules=rules)
+    from tower.notify import milestones
+
+    milestones.register(tower)
+    return tower
+
+
+def _rule_engine(settings: Settings, engine: Engine, flows: FlowBook, figures: TowerFigures,
+                 clock: Clock) -> RuleEngine:
+    from tower.exceptions.policy import load_policy
+    from tower.rules.engine import RuleEngine, load_rules
+
+    path = settings.rules_path
+    return RuleEngine(engine, flows, figures, load_rules(path), load_policy(path), clock)

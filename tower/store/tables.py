@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -174,6 +175,9 @@ class HubVisitRow(Base):
               postgresql_include=["dwell_s", "departed_at", "arrived_at"]),
         Index("ix_hub_visits_departed", "departed_hour", "hub_id"),
         Index("ix_hub_visits_open", "hub_id", "departed_at"),
+        # Only the parcels at a hub now, by arrival: the parcel_stuck scan (migration 0005).
+        Index("ix_hub_visits_open_arrived", "arrived_at",
+              postgresql_where=text("departed_at IS NULL"), sqlite_where=text("departed_at IS NULL")),
     )
 
 
