@@ -346,7 +346,7 @@ def timeline(conn: Connection, exception_id: str, *, after: int = 0,
     ]
 
 
-def to_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def to_json(row: RowMapping) -> dict[str, Any]:
     """An exception row as plain JSON values (times RFC 3339, UTC); ``open_key`` left out."""
     return {k: (v.isoformat() if isinstance(v, datetime) else v)
             for k, v in row.items() if k != "open_key"}
@@ -370,7 +370,7 @@ def _insert(conn: Connection) -> Any:
 def _row(conn: Connection, exception_id: str) -> RowMapping:
     row = get_exception(conn, exception_id)
     if row is None:
-        raise ExceptionNotFound(exception_id)
+        raise ExceptionNotFound(f"no exception {exception_id!r}")
     return row
 
 

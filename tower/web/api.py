@@ -13,6 +13,7 @@ from tower.bus.base import BusError
 from tower.ingest import BatchTooLarge, BodyError, parse_json_body, parse_ndjson_body
 from tower.runtime import Tower
 from tower.store import queries
+from tower.web.api_exceptions import create_exceptions_api
 from tower.web.auth import bearer_ok
 
 log = logging.getLogger(__name__)
@@ -158,5 +159,6 @@ def create_api(tower: Tower) -> Blueprint:
 def install_api(server: Flask, tower: Tower) -> None:
     """Mount the API on a Flask server (the Dash app's) and close the tower with it."""
     server.register_blueprint(create_api(tower))
+    server.register_blueprint(create_exceptions_api(tower))
     server.config["MAX_CONTENT_LENGTH"] = tower.settings.max_body_bytes + 1
     server.extensions["tower"] = tower
