@@ -5,7 +5,7 @@ can (so the screens are full within seconds), then advances ``speed`` simulated
 hours per real minute, handing the events to a sink in batches. The tower's clock
 (:class:`tower.clock.ScaledClock`) follows the simulated time, so nothing it
 receives is "in the future". Pausing freezes both. The model keeps no per-order
-records (``records=False``), so memory stays flat over days.
+records and no per-order ground truth, so memory stays flat over days.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class LiveSimulation:
         self.warmup_h = warmup_days * 24
         self._buffer: list[dict[str, Any]] = []
         self.model = Model(self.scenario, flows, seed=seed, days=365 * LIVE_YEARS, warmup_days=0,
-                           sink=self._buffer.append, records=False)
+                           sink=self._buffer.append, records=False, ground_truth=False)
         #: The tower's clock: simulated "now"; runs speed x 60 times the wall clock.
         #: It stands at the real now during the warm-up, whose events are all older.
         self.clock = ScaledClock(real_now, rate=speed * 60)

@@ -141,6 +141,10 @@ class Shares:
     rush_factor: float    # promise x this for rush orders (rush_budget_factor)
 
 
+def _forget(_: GroundTruth) -> None:
+    """Where per-order ground truth goes when the model keeps none."""
+
+
 def _window_h(start: datetime, a: datetime, b: datetime) -> tuple[float, float]:
     return hours_since(start, a), hours_since(start, b)
 
@@ -151,13 +155,14 @@ class Model:
     The statistics are kept as the run goes, in flat memory (:mod:`simulation.tally`):
     a tally per stage and per flow, usage integrals per station, event counts.
     ``records=True`` also keeps a flat record per stage visit and per order (memory
-    grows with the run: for tests and exact checks of short runs). ``world`` may be
-    passed to reuse master data.
+    grows with the run: for tests and exact checks of short runs). ``ground_truth=False``
+    keeps no per-order ground truth (a live feed that runs for weeks; the injected
+    windows are kept). ``world`` may be passed to reuse master data.
     """
 
     def __init__(self, scenario: Scenario, flows: FlowBook, *, seed: int, replication: int = 0,
                  days: float | None = None, warmup_days: float | None = None, sink: Sink | None = None,
-                 world: World | None = None, records: bool = False) -> None:
+                 world: World | None = None, records: bool = False, ground_truth: bool = True) -> None:
         scenario.check_against(flows)
         self.scenario = scenario
         self.flows = flows
@@ -174,6 +179,7 @@ class Model:
         self.visits: list[StageVisit] = []
         self.orders: list[OrderOutcome] = []
         self.truth: list[GroundTruth] = []
+        self.note_truth: Callable[[GroundTruth], None] = self.truth.append if ground_truth else _forget
         self.open: dict[str, Order] = {}
         self.order_no = 0
         self.order_tag = f"{seed}.{replication}"
@@ -300,8 +306,8 @@ class Model:
             elif isinstance(d, CompressorFailure):
                 compressors.append((*_window_h(self.start, d.start, d.end), d.share))
         self.network = network = Network(self.env, sc, self.streams, outages)
-        self.shipping = shipping = Shipping(self.env, sc, self.streams, network, self.emitter, self.truth,
-                                            compressors)
+        self.shipping = shipping = Shipping(self.env, sc, self.streams, network, self.emitter,
+                                            self.note_truth, compressors)
         for site in network.sites.values():
             for i, window in enumerate(site.outages):
                 self._truth_window("hub_outage", site.id, window,
@@ -493,7 +499,7 @@ class Model:
             yield house.next_chance()
 
     def _stock_truth(self, o: Order, warehouse: str, since: float, detail: str) -> None:
-        self.truth.append(GroundTruth(kind="stock_out", where=warehouse, start_h=since, end_h=self.env.now,
+        self.note_truth(GroundTruth(kind="stock_out", where=warehouse, start_h=since, end_h=self.env.now,
                                       detail=detail, order_id=o.id))
 
     def _site(self, o: Order, stage: StagePlan) -> str | None:
@@ -583,7 +589,7 @@ class Model:
             late = self.late_upload()
             now = self.env.now
             uploaded = o.evidence[key] = self.env.event()
-            self.truth.append(GroundTruth(kind="missing_evidence", where=stage.stage, start_h=now,
+            self.note_truth(GroundTruth(kind="missing_evidence", where=stage.stage, start_h=now,
                                           end_h=now + late, detail=kind, order_id=o.id))
             self.env.timeout(late).callbacks.append(
                 functools.partial(self._late_upload, o, stage, kind, uploaded))

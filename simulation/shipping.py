@@ -15,7 +15,7 @@ than ``ground_truth.tracking_late_h``, a lost parcel, a temperature excursion.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
@@ -46,13 +46,13 @@ class Shipping:
     """Carriers, the hub network and the parcel journeys they run."""
 
     def __init__(self, env: simpy.Environment, scenario: Scenario, streams: Streams, network: Network,
-                 emitter: Emitter, truth: list[GroundTruth],
+                 emitter: Emitter, truth: Callable[[GroundTruth], None],
                  compressor_windows: list[tuple[float, float, float]]) -> None:
         self.env = env
         self.scenario = scenario
         self.network = network
         self.emitter = emitter
-        self.truth = truth
+        self.truth = truth  # notes a per-parcel ground truth
         self.carriers = [CarrierLine(c, streams) for c in scenario.carriers]
         self.carrier_cum = cumulative([c.share for c in scenario.carriers])
         self.chances = streams.uniform("carriers")
@@ -134,7 +134,7 @@ class Shipping:
         now = self.env.now
         number = f"{line.id.upper()}{int(self.chances() * 1e12):012d}"
         if now - handed_h > self.scenario.ground_truth.tracking_late_h:
-            self.truth.append(GroundTruth(kind="tracking_delay", where=parcel.id, start_h=handed_h, end_h=now,
+            self.truth(GroundTruth(kind="tracking_delay", where=parcel.id, start_h=handed_h, end_h=now,
                                           detail=f"carrier={line.id}", order_id=parcel.order.id))
         if self.emitter.live:
             self.emitter.emit(now, "tracking.assigned", line.source, parcel.order.id,
@@ -180,7 +180,7 @@ class Shipping:
         self.scan(parcel, line, "exception", hub=hub, lat=lat, lon=lon)
         parcel.done = True
         where = hub.id if hub is not None else "last_mile"
-        self.truth.append(GroundTruth(kind="lost_parcel", where=parcel.id, start_h=now, end_h=now,
+        self.truth(GroundTruth(kind="lost_parcel", where=parcel.id, start_h=now, end_h=now,
                                       detail=f"carrier={line.id} at={where}", order_id=parcel.order.id))
 
     # --- cold chain -------------------------------------------------------------------
@@ -236,5 +236,5 @@ class Shipping:
 
     def _excursion(self, parcel: Parcel, episode: tuple[float, float, str]) -> None:
         first, last, cause = episode
-        self.truth.append(GroundTruth(kind="temperature_excursion", where=parcel.id, start_h=first,
+        self.truth(GroundTruth(kind="temperature_excursion", where=parcel.id, start_h=first,
                                       end_h=last, detail=f"cause={cause}", order_id=parcel.order.id))
