@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy tower simulation
+	$(BIN)/mypy tower simulation widgets app.py
 
 # Page tests drive Debian's headless Chromium; install it when it is missing (root only).
 browser:

@@ -5,41 +5,54 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dash import Dash, Input, Output
+from dash import Dash
 
 from tower.runtime import Tower, build_tower
 from tower.settings import Settings, load_settings
-from tower.store import queries
 from tower.web.api import install_api
-from widgets import placeholder
+from widgets import context, pages, shell
+from widgets.config import load_screen_config
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
+class TowerDash(Dash):
+    """Dash that never calls home: the dev tools' version check stays off however the
+    app is run (``app.run(debug=True)`` enables the dev tools again with their defaults)."""
+
+    def enable_dev_tools(self, *args: Any, **kwargs: Any) -> bool:
+        debug = bool(super().enable_dev_tools(*args, **kwargs))
+        self._dev_tools.disable_version_check = True
+        return debug
+
+
 def create_app(settings: Settings | None = None, *, tower: Tower | None = None) -> Dash:
-    """The Dash app with the API on its Flask server. Assets are served locally only."""
+    """The Dash app (pages of ``widgets/pages``) with the API on its Flask server.
+
+    Everything is served locally: Dash's scripts from the installed package, the CSS
+    (Bootstrap included) from ``assets/``; no version check calls home.
+    """
     settings = settings or load_settings()
     tower = tower or build_tower(settings)
-    app = Dash(
+    config = load_screen_config(settings.data_dir / "screens.toml", tower.flows)
+    app = TowerDash(
         __name__,
         title="Order Tower",
         assets_folder=str(ASSETS),
         serve_locally=True,
         update_title="",
+        use_pages=True,
+        pages_folder="",  # pages are registered by widgets.pages.install, not a folder scan
+        suppress_callback_exceptions=True,  # page components come and go with the route
     )
-    app.layout = placeholder.layout()
+    app.enable_dev_tools(debug=False, dev_tools_disable_version_check=True)
+    screens = context.Screens(tower=tower, settings=settings, config=config)
+    context.install(app.server, screens)
+    pages.install(app, screens)
+    app.layout = shell.layout(refresh_s=config.refresh_s, unreachable_after_s=config.unreachable_after_s,
+                              default_lang=config.default_lang)
+    shell.register_callbacks(app, screens)
     install_api(app.server, tower)
-
-    @app.callback(
-        Output(placeholder.ids("status"), "children"), Input(placeholder.ids("tick"), "n_intervals")
-    )
-    def _status(_n: Any) -> str:
-        last = queries.last_event_time(tower.engine)
-        if last is None:
-            return "no events yet"
-        age = (tower.clock.now() - last).total_seconds()
-        return f"last event {last.astimezone(settings.zone):%Y-%m-%d %H:%M:%S %Z} ({age:.0f} s ago)"
-
     return app
 
 

@@ -1,0 +1,1 @@
+"""Figure builders: pure functions ``data -> plotly figure``, testable without a server."""
