@@ -8,16 +8,17 @@ from typing import Any
 
 import orjson
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
-from app import create_app
 from tests.test_exceptions_store import EXCEPTION_TABLES, T0, Clock, _order, trig
 from tower.exceptions import jobs, store
 from tower.exceptions.policy import load_policy
 from tower.runtime import Tower, build_tower
 from tower.settings import DEFAULT_DATA_DIR, Settings
 from tower.store.engine import make_engine
+from tower.web.api import install_api
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -38,8 +39,10 @@ def rt(db_url: str) -> Iterator[Tower]:
 
 @pytest.fixture
 def client(rt: Tower) -> Iterator[FlaskClient]:
-    app = create_app(rt.settings, tower=rt)
-    with app.server.test_client() as c:
+    # The API on a bare Flask server: these tests do not depend on the pages.
+    server = Flask(__name__)
+    install_api(server, rt)
+    with server.test_client() as c:
         yield c
 
 
