@@ -230,8 +230,12 @@ def enqueue_delay(conn: Connection, *, order_id: str, step: str, next_update_at:
 
 
 def register(tower: Tower) -> MilestoneNotifier:
-    """Add the milestone listener to the tower's projector (every process that projects)."""
-    config = load_notify(tower.settings.notify_path).milestones
+    """Add the milestone listener to the tower's projector (every process that projects).
+
+    It reads data/notify.toml (with the TOWER_WEBHOOK_* settings), so a bad file stops
+    the tower at start-up; the channels' secrets are checked when the scheduler starts.
+    """
+    config = load_notify(tower.settings.notify_path, tower.settings).milestones
     notifier = MilestoneNotifier(tower.engine, tower.flows, config, tower.clock)
     tower.projector.listeners.append(notifier.on_batch)
     return notifier
