@@ -303,3 +303,17 @@ def test_timeline_is_paged(db: Engine, policy: ResponsePolicy) -> None:
         n = conn.execute(select(func.count()).select_from(store.TIMELINE)).scalar()
     assert len(page) == 3 and len(rest) == 3 and n == 6
     assert [e["note"] for e in rest] == ["n2", "n3", "n4"]
+
+
+def test_concurrent_triggers_open_one_exception(db: Engine, policy: ResponsePolicy) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fire(i: int) -> store.Raised:
+        with db.begin() as conn:
+            return store.raise_or_bump(conn, trig(), now=T0 + timedelta(seconds=i), policy=policy)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        raised = list(pool.map(fire, range(12)))
+    assert sum(r.created for r in raised) == 1
+    assert len({r.id for r in raised}) == 1
+    assert row(db, raised[0].id)["count"] == 12
