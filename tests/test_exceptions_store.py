@@ -134,6 +134,21 @@ def test_l1_and_grouped_have_no_deadline_nor_notification(db: Engine, policy: Re
         assert store.escalate_overdue(conn, now=T0 + timedelta(days=2), policy=policy) == [parent.id]
 
 
+def test_improvement_items_have_no_deadline_and_stay_out_of_the_room(db: Engine,
+                                                                     policy: ResponsePolicy) -> None:
+    from tower.exceptions import queue
+
+    with db.begin() as conn:
+        item = store.raise_or_bump(conn, trig(rule="stage_over_benchmark", scope="stage:ecommerce/packing",
+                                              tier="L3", team="management"), now=T0, policy=policy)
+        urgent = store.raise_or_bump(conn, trig(), now=T0, policy=policy)
+    assert row(db, item.id)["respond_by"] is None
+    with db.begin() as conn:
+        assert store.escalate_overdue(conn, now=T0 + timedelta(days=2), policy=policy) == [urgent.id]
+        room = queue.emergency_room(conn, now=T0, exclude_rules=policy.improvement_rules)
+    assert [i["id"] for i in room] == [urgent.id]
+
+
 def test_high_priority_deadline_is_thirty_minutes(db: Engine, policy: ResponsePolicy) -> None:
     with db.begin() as conn:
         r = store.raise_or_bump(conn, trig(high_priority=True), now=T0, policy=policy)

@@ -32,6 +32,9 @@ class ResponsePolicy(BaseModel):
     teams: tuple[str, ...] = Field(min_length=1)
     management_team: str
     root_causes: tuple[str, ...] = Field(min_length=1)
+    # Rules whose exceptions are improvement items (a review's finding, not an
+    # emergency): no response deadline, no escalation, not in the emergency room.
+    improvement_rules: tuple[str, ...] = ("stage_over_benchmark",)
 
     @field_validator("respond_within_h")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -41,7 +42,7 @@ def list_exceptions(conn: Connection, *, status: str | None = None, tier: str | 
 
 
 def emergency_room(conn: Connection, *, now: datetime, team: str | None = None,
-                   limit: int = 200) -> list[dict[str, Any]]:
+                   limit: int = 200, exclude_rules: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The escalated exceptions (L2, L3) that are open, awake and not grouped, in triage order.
 
     L3 before L2; within a tier the unacknowledged first, nearest response deadline
@@ -63,6 +64,8 @@ def emergency_room(conn: Connection, *, now: datetime, team: str | None = None,
     )
     if team is not None:
         query = query.where(ex.c.team == team)
+    if exclude_rules:
+        query = query.where(ex.c.rule.not_in(list(exclude_rules)))
     query = (
         query.order_by(ex.c.tier.desc(), case((ex.c.acknowledged_at.is_(None), 0), else_=1),
                        ex.c.respond_by.asc().nulls_last(), ex.c.next_update_at.asc().nulls_last(),

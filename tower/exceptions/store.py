@@ -122,6 +122,7 @@ def raise_or_bump(conn: Connection, trigger: Trigger, *, now: datetime, policy: 
     tier: Tier = trigger.tier
     open_key = _open_key(trigger.rule, trigger.scope_key)
     grouped = trigger.parent_id is not None
+    improvement = trigger.rule in policy.improvement_rules  # a review finding: no deadline
     for _ in range(3):  # the open row may close between our insert and our bump; try again
         new_id = f"EX-{uuid.uuid4().hex[:12]}"
         values = {
@@ -132,7 +133,7 @@ def raise_or_bump(conn: Connection, trigger: Trigger, *, now: datetime, policy: 
             "high_priority": trigger.high_priority, "title": trigger.title,
             "detail": dict(trigger.detail), "count": 1, "condition_since": trigger.condition_since,
             "opened_at": now, "last_seen_at": now,
-            "respond_by": None if grouped else policy.respond_by(
+            "respond_by": None if grouped or improvement else policy.respond_by(
                 tier, high_priority=trigger.high_priority, now=now),
             "parent_id": trigger.parent_id, "raised_by": raised_by, "escalations": 0,
             "updated_at": now,

@@ -256,7 +256,7 @@ def create_exceptions_api(tower: Tower) -> Blueprint:
         now = tower.clock.now()
         with tower.engine.connect() as conn:
             items = queue.emergency_room(conn, now=now, team=request.args.get("team") or None,
-                                         limit=limit)
+                                         limit=limit, exclude_rules=policy().improvement_rules)
         return jsonify({"now": now.isoformat(), "items": items}), 200
 
     @api.get("/api/v1/exceptions/measures")
