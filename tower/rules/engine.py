@@ -38,7 +38,7 @@ from tower.events import EventRecord
 from tower.exceptions.store import Raised, ResponsePolicy, Trigger, clear, open_scopes, raise_or_bump
 from tower.flows import FlowBook
 from tower.notify import outbox
-from tower.notify.milestones import enqueue_delay
+from tower.notify.milestones import enqueue_delay, order_eta
 from tower.projection import LEAVES_HUB, OrderState
 from tower.rules import conditions as cond
 from tower.rules import reads
@@ -348,7 +348,7 @@ class RuleEngine:
                     detail={"froze_order": True, "value": value, "range": [low, high],
                             "sensor_id": e.payload.get("sensor_id"), "kind": params.kind},
                 )
-                eta = cond.estimated_arrival(self.flows, v, e.occurred_at)
+                eta = order_eta(state, self.flows, e.occurred_at)  # as the milestone pushes tell it
                 self._observe(work, rule, trigger, e.occurred_at, pending, changed, eta=eta)
 
     def _stock_out(self, work: _Work, rule: Rule, stock: Mapping[tuple[str, str], EventRecord],
