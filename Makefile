@@ -26,11 +26,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy tower simulation widgets app.py
 
-# Page tests drive Debian's headless Chromium; install it when it is missing (root only).
+# Page tests drive Debian's headless Chromium; install it when it is missing (root only),
+# with a CJK font so that the Chinese screenshots show characters, not boxes.
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && [ -e $(CJK_FONT) ] || \
 	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null; } || \
 	  echo "warning: chromium/chromedriver missing; browser tests will skip (fail under CI=true)"
 
 pytest: $(STAMP) browser

@@ -24,7 +24,7 @@ from widgets.view import PAGE_PATHS, View
 def layout(*, refresh_s: float, unreachable_after_s: float, default_lang: Lang) -> Any:
     """The app layout: the shell with the Dash Pages container in it."""
     return html.Div(id=SHELL("root"), className="tower-shell", children=[
-        dcc.Location(id=SHELL("url"), refresh=False),
+        dcc.Location(id=SHELL("url"), refresh="callback-nav"),  # tells the router too
         dcc.Interval(id=SHELL("tick"), interval=int(refresh_s * 1000)),
         dcc.Interval(id=SHELL("rotate"), interval=30_000, disabled=True),
         dcc.Store(id=SHELL("fresh")),
@@ -52,23 +52,24 @@ def navbar(view: View, pathname: str) -> Any:
     ]
     other_theme = "dark" if view.theme == "light" else "light"
     controls = html.Div(className="tower-controls d-flex gap-2 align-items-center", children=[
-        dbc.ButtonGroup([
+        html.Div(role="group", title=t("nav.language", lang), children=dbc.ButtonGroup([
             dbc.Button(LANG_NAMES[code], href=pathname + view.query(lang=code), external_link=False,
                        size="sm", outline=code != lang, color="secondary",
                        id=SHELL(f"lang-{code}"))
             for code in LANGS
-        ], size="sm", **{"aria-label": t("nav.language", lang)}),
+        ], size="sm")),
         dbc.Button(t(f"theme.{other_theme}", lang), href=pathname + view.query(theme=other_theme),
                    size="sm", outline=True, color="secondary", id=SHELL("theme")),
     ])
-    return dbc.Navbar(
-        dbc.Container(fluid=True, children=[
-            dbc.NavbarBrand(t("app.title", lang), href="/" + query),
+    # A plain Bootstrap 5.3 navbar: its colours follow data-bs-theme (dbc.Navbar forces
+    # navbar-dark / navbar-light).
+    return html.Nav(className="tower-nav navbar navbar-expand-md bg-body-tertiary border-bottom", children=[
+        html.Div(className="container-fluid", children=[
+            dcc.Link(t("app.title", lang), href="/" + query, className="navbar-brand"),
             dbc.Nav(links, navbar=True, className="me-auto flex-wrap"),
             controls,
         ]),
-        className="tower-nav border-bottom", color="body-tertiary",
-    )
+    ])
 
 
 def freshness(screens: Screens, lang: Lang) -> dict[str, Any]:

@@ -77,6 +77,7 @@ def funnel_figure(rows: Sequence[FunnelRow], *, title: str, lang: Lang, theme: T
         + t("funnel.drop_off", lang) + ": %{customdata}<extra></extra>"
     )
     fig = go.Figure()
+    empty = not any(r.today or r.yesterday for r in rows)
     for name, values, colour in (
         (t("funnel.yesterday", lang), [r.yesterday for r in rows], palette.GREY),
         (t("funnel.today", lang), [r.today for r in rows], palette.BLUE),
@@ -93,4 +94,9 @@ def funnel_figure(rows: Sequence[FunnelRow], *, title: str, lang: Lang, theme: T
         funnelmode="group",
         legend={"orientation": "h", "y": -0.05, "x": 0, "traceorder": "reversed"},
     )
+    if empty:
+        fig.add_annotation(text=t("funnel.empty", lang), showarrow=False, xref="paper", yref="paper",
+                           x=0.5, y=0.5, font={"size": 14})
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
     return fig
