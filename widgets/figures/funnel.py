@@ -78,10 +78,11 @@ def funnel_figure(rows: Sequence[FunnelRow], *, title: str, lang: Lang, theme: T
     )
     fig = go.Figure()
     empty = not any(r.today or r.yesterday for r in rows)
-    for name, values, colour in (
+    series = [
         (t("funnel.yesterday", lang), [r.yesterday for r in rows], palette.GREY),
         (t("funnel.today", lang), [r.today for r in rows], palette.BLUE),
-    ):
+    ]
+    for name, values, colour in [] if empty else series:
         fig.add_trace(go.Funnel(
             name=name, y=y, x=values, marker={"color": colour}, customdata=_drops(values),
             textinfo="value+percent previous", textposition="inside",
