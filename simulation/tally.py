@@ -29,19 +29,31 @@ copies.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 #: Relative error of a histogram's bins (and so of its percentiles): 0.5 %.
 ACCURACY = 0.005
+#: Values a histogram holds before it bins them (8 KB).
+PENDING = 1024
 
 
 class Histogram:
     """Counts of non-negative values in logarithmic bins of relative width ``accuracy``,
     with exact count, zeros, minimum and maximum; percentiles as numpy's, within
-    ``accuracy`` (see the module)."""
+    ``accuracy`` (see the module).
 
-    __slots__ = ("_gamma", "_per_log", "accuracy", "bins", "high", "low", "n", "zeros")
+    Values wait in a short buffer and are binned :data:`PENDING` at a time with numpy
+    (a scalar logarithm costs about as much as a SimPy event, and a run adds millions).
+    The counts are an array over the bins from the lowest to the highest that occurred.
+    """
+
+    __slots__ = ("_counts", "_gamma", "_high", "_low", "_n", "_offset", "_pending", "_per_log", "_zeros",
+                 "accuracy")
 
     def __init__(self, accuracy: float = ACCURACY) -> None:
         if not 0 < accuracy < 1:
@@ -49,19 +61,118 @@ class Histogram:
         self.accuracy = accuracy
         self._gamma = (1 + accuracy) / (1 - accuracy)
         self._per_log = 1.0 / math.log(self._gamma)
-        self.bins: dict[int, int] = {}  # bin index -> values in it (positive values only)
-        self.n = 0
-        self.zeros = 0
-        self.low = math.inf
-        self.high = -math.inf
+        self._counts = np.zeros(0, dtype=np.int64)  # values per bin, bin index = offset + position
+        self._offset = 0
+        self._n = 0
+        self._zeros = 0
+        self._low = math.inf
+        self._high = -math.inf
+        self._pending = array("d")
+
+    # --- counting ---------------------------------------------------------------------
+
+    def add(self, x: float) -> None:
+        """Count one value (``x >= 0``)."""
+        if not x >= 0:  # negative or NaN
+            raise ValueError(f"a histogram counts values >= 0, got {x!r}")
+        pending = self._pending
+        pending.append(x)
+        if len(pending) >= PENDING:
+            self._flush()
+
+    def extend(self, values: Iterable[float]) -> None:
+        for x in values:
+            self.add(x)
+
+    def _flush(self) -> None:
+        """Bin the values waiting to be counted."""
+        pending = self._pending
+        if not pending:
+            return
+        xs = np.frombuffer(pending, dtype=np.float64)
+        least = float(xs.min())
+        if not least >= 0:  # a negative or NaN value came in through a tally
+            del xs, pending[:]
+            raise ValueError(f"a histogram counts values >= 0, got {least!r}")
+        self._n += int(xs.size)
+        self._low = min(self._low, least)
+        self._high = max(self._high, float(xs.max()))
+        positive = xs[xs > 0]
+        self._zeros += int(xs.size - positive.size)
+        del xs  # release the buffer before it is emptied
+        if positive.size:
+            self._count(np.ceil(np.log(positive) * self._per_log).astype(np.int64))
+        del pending[:]
+
+    def _count(self, index: np.ndarray[Any, np.dtype[np.int64]],
+               weights: np.ndarray[Any, np.dtype[np.int64]] | None = None) -> None:
+        """Add values (one each, or ``weights``) to the bins ``index``, widening the array."""
+        low, high = int(index.min()), int(index.max())
+        counts = self._counts
+        if not counts.size:
+            self._offset, counts = low, np.zeros(high - low + 1, dtype=np.int64)
+        elif low < self._offset or high >= self._offset + counts.size:
+            start = min(low, self._offset)
+            wider = np.zeros(max(high, self._offset + counts.size - 1) - start + 1, dtype=np.int64)
+            wider[self._offset - start:self._offset - start + counts.size] = counts
+            self._offset, counts = start, wider
+        counts += np.bincount(index - self._offset, weights=weights, minlength=counts.size).astype(np.int64)
+        self._counts = counts
+
+    def merge(self, other: Histogram) -> None:
+        """Add the counts of ``other`` (same accuracy): as if its values were added here."""
+        if other.accuracy != self.accuracy:
+            raise ValueError("only histograms of the same accuracy merge")
+        self._flush()
+        other._flush()
+        if other._counts.size:
+            self._count(np.arange(other._offset, other._offset + other._counts.size, dtype=np.int64),
+                        other._counts)
+        self._n += other._n
+        self._zeros += other._zeros
+        self._low = min(self._low, other._low)
+        self._high = max(self._high, other._high)
+
+    # --- what was counted -------------------------------------------------------------
+
+    @property
+    def n(self) -> int:
+        return self._n + len(self._pending)
+
+    @property
+    def zeros(self) -> int:
+        self._flush()
+        return self._zeros
+
+    @property
+    def low(self) -> float:
+        """The smallest value counted (inf if none)."""
+        self._flush()
+        return self._low
+
+    @property
+    def high(self) -> float:
+        """The largest value counted (-inf if none)."""
+        self._flush()
+        return self._high
+
+    @property
+    def bins(self) -> dict[int, int]:
+        """Bin index -> count, for the bins holding a positive value."""
+        self._flush()
+        (occupied,) = np.nonzero(self._counts)
+        return {int(i) + self._offset: int(self._counts[i]) for i in occupied}
 
     def __getstate__(self) -> tuple[float, dict[int, int], int, int, float, float]:
-        return self.accuracy, self.bins, self.n, self.zeros, self.low, self.high
+        return self.accuracy, self.bins, self._n, self._zeros, self._low, self._high
 
     def __setstate__(self, state: tuple[float, dict[int, int], int, int, float, float]) -> None:
         accuracy, bins, n, zeros, low, high = state
         self.__init__(accuracy)  # type: ignore[misc]
-        self.bins, self.n, self.zeros, self.low, self.high = dict(bins), n, zeros, low, high
+        if bins:
+            keys = np.fromiter(bins, dtype=np.int64, count=len(bins))
+            self._count(keys, np.fromiter(bins.values(), dtype=np.int64, count=len(bins)))
+        self._n, self._zeros, self._low, self._high = n, zeros, low, high
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Histogram):
@@ -72,43 +183,11 @@ class Histogram:
         return (f"Histogram(n={self.n}, zeros={self.zeros}, bins={len(self.bins)}, low={self.low}, "
                 f"high={self.high})")
 
-    def add(self, x: float) -> None:
-        """Count one value (``x >= 0``)."""
-        self.n += 1
-        if x > 0:
-            k = math.ceil(math.log(x) * self._per_log)
-            bins = self.bins
-            bins[k] = bins.get(k, 0) + 1
-        elif x == 0:
-            self.zeros += 1
-        else:
-            self.n -= 1
-            raise ValueError(f"a histogram counts values >= 0, got {x!r}")
-        if x < self.low:
-            self.low = x
-        if x > self.high:
-            self.high = x
-
-    def extend(self, values: Iterable[float]) -> None:
-        for x in values:
-            self.add(x)
-
-    def merge(self, other: Histogram) -> None:
-        """Add the counts of ``other`` (same accuracy): as if its values were added here."""
-        if other.accuracy != self.accuracy:
-            raise ValueError("only histograms of the same accuracy merge")
-        bins = self.bins
-        for k, c in other.bins.items():
-            bins[k] = bins.get(k, 0) + c
-        self.n += other.n
-        self.zeros += other.zeros
-        self.low = min(self.low, other.low)
-        self.high = max(self.high, other.high)
-
     def quantiles(self, qs: Sequence[float]) -> list[float | None]:
         """Percentiles at ``qs`` (fractions in [0, 1]) as numpy's default linear
         interpolation, within ``accuracy``; None for each if no value was counted."""
-        n = self.n
+        self._flush()
+        n = self._n
         if n == 0:
             return [None] * len(qs)
         wanted: set[int] = set()
@@ -137,30 +216,28 @@ class Histogram:
     def _order_statistics(self, ranks: Sequence[int]) -> dict[int, float]:
         """The ``j``-th smallest value (0-based) for each ``j`` in ``ranks`` (ascending),
         read from its bin and clamped to the exact minimum and maximum."""
+        self._flush()
         found: dict[int, float] = {}
         todo = iter(ranks)
         j = next(todo, None)
-        below = self.zeros  # values in the bins passed so far
+        below = self._zeros  # values in the bins passed so far
         while j is not None and j < below:
             found[j] = 0.0
             j = next(todo, None)
-        if j is None:
-            return found
         scale = 2.0 / (self._gamma + 1)
-        for k in sorted(self.bins):
-            below += self.bins[k]
+        bins = self.bins
+        for k in sorted(bins):
+            if j is None:
+                break
+            below += bins[k]
             if j >= below:
                 continue
-            value = min(max(scale * self._gamma ** k, self.low), self.high)
+            value = min(max(scale * self._gamma ** k, self._low), self._high)
             while j is not None and j < below:
                 found[j] = value
                 j = next(todo, None)
-            if j is None:
-                break
-        if self.n:
-            found[self.n - 1] = self.high  # the largest value is known exactly
-            if self.zeros == 0:
-                found[0] = self.low
+        found[self._n - 1] = self._high  # the extremes are known exactly
+        found[0] = self._low
         return {r: found[r] for r in ranks}
 
 
@@ -182,7 +259,11 @@ class StageTally:
         self.visits += 1
         self.wait_sum_h += wait_h
         self.work_sum_h += work_h
-        self.waits.add(wait_h)
+        waits = self.waits  # Histogram.add written out: this runs once per visit
+        pending = waits._pending
+        pending.append(wait_h)
+        if len(pending) >= PENDING:
+            waits._flush()
 
 
 @dataclass(slots=True)
@@ -208,7 +289,11 @@ class LeadTally:
         """An order delivered ``lead_h`` hours after it was created."""
         self.delivered += 1
         self.lead_sum_h += lead_h
-        self.leads.add(lead_h)
+        leads = self.leads  # Histogram.add written out: this runs once per order
+        pending = leads._pending
+        pending.append(lead_h)
+        if len(pending) >= PENDING:
+            leads._flush()
         if on_time:
             self.on_time += 1
 

@@ -709,6 +709,14 @@ def test_random_networks_run_and_conserve_orders(scenario: Scenario, seed: int) 
     created = sum(1 for e in events
                   if e["type"] == "order.created" and datetime.fromisoformat(e["occurred_at"]) >= warm)
     assert created == sum(status.values()) == len(result.orders)
+    # The streaming tallies conserve the orders and visits the records hold.
+    assert result.tally is not None
+    tallied = Counter[str]()
+    for lead in result.tally.leads:
+        tallied.update({"delivered": lead.delivered, "cancelled": lead.cancelled, "lost": lead.lost,
+                        "in_progress": lead.in_progress})
+    assert +tallied == +status
+    assert sum(t.visits for t in result.tally.stages) == len(result.visits)
     ended = Counter(e["type"] for e in events)
     delivered_parcels = sum(1 for e in events if e["type"] == "parcel.scanned"
                             and e["payload"]["status"] == "delivered")
