@@ -17,10 +17,11 @@ statistics ``x_j`` and ``x_j+1`` at rank ``(n - 1) q``) with each order statisti
 read from its bin, clamped to ``[min, max]``; both are within ``a`` of the true
 ones and the interpolation is a convex combination of non-negative values, so the
 percentile is within relative error ``a`` of numpy's on the same values (plus float
-rounding of the bin index, ~1e-12). Memory is one counter per bin that occurs:
-``ln(max / min) / ln(g)`` at most, about 230 per factor of ten between the smallest
-and the largest positive value (a few hundred to two thousand in practice), however
-long the run.
+rounding of the bin index, ~1e-12). Memory is one counter per bin from the lowest to
+the highest that occurs, ``ln(max / min) / ln(g) + 1``: about 230 per factor of ten
+between the smallest and the largest positive value (a few hundred to two thousand
+in practice, 8 bytes each), and a buffer of :data:`PENDING` values not yet binned,
+however long the run.
 
 Everything here is plain data: it pickles (replications run in a process pool) and
 copies.
