@@ -241,3 +241,40 @@ def test_stale_banner_when_the_server_is_unreachable(browser: Any, data_dir: Pat
     # Server back (a restart on the same port and store): the banner goes by itself.
     with running(env, port):
         wait_for(lambda: not banner_up(), timeout=20, what="banner gone after restart")
+
+
+def test_overview_shows_orders_funnel_and_exception_ticker(browser: Any,  # noqa: F811
+                                                           site: tuple[str, dict[str, str]]) -> None:
+    from sqlalchemy import insert
+
+    from tests.test_overview_store import _exception
+    from tower.store.engine import make_engine
+    from tower.store.tables import ExceptionRow
+
+    base, env = site
+    now = datetime.now(UTC)
+    answer = post_events(base, [
+        order_created("shown-1", now - timedelta(minutes=3)),
+        {"event_id": "shown-1-picking", "type": "stage.entered", "occurred_at": now.isoformat(),
+         "source": "test", "order_id": "shown-1", "payload": {"stage": "picking"}},
+    ])
+    assert answer["accepted"] == 2
+    engine = make_engine(env["DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.execute(insert(ExceptionRow), [
+            {**_exception("page-e1", tier="L2", status="triggered", opened=now,
+                          respond_by=now + timedelta(minutes=25)), "title": "Parcel lost at HUB-SH"}])
+    engine.dispose()
+    browser.get(base + "/?lang=en")
+    wait_for(lambda: page_ready(browser, "overview"), what="overview")
+    wait_for(lambda: by_id(browser, "overview-kpi-in_flight").text.split("\n")[1] != "0",
+             what="an order in flight")
+    ticker = wait_for(lambda: "Parcel lost at HUB-SH" in by_id(browser, "overview-ticker").text
+                      and by_id(browser, "overview-ticker").text, what="ticker")
+    assert "L2" in ticker and "triggered" in ticker
+    urgent = by_id(browser, "overview-kpi-urgent").text
+    assert "in 2" in urgent and "Parcel lost" in urgent
+    assert "L2 1" in by_id(browser, "overview-kpi-open_exceptions").text
+    wait_for(lambda: browser.find_elements("css selector", ".tower-funnel g.trace path"), what="funnel bars")
+    browser.save_screenshot(str(SHOTS / "data-overview.png"))
+    assert severe_console_entries(browser) == []

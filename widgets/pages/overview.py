@@ -43,8 +43,9 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
         dbc.Row(className="g-3 mt-1", children=[
             dbc.Col(lg=8, children=dbc.Row(className="g-3", children=[
                 dbc.Col(md=12, xl=12 // min(len(flows), 2) if flows else 12, children=dbc.Card(
-                    dcc.Graph(id=ids.match("funnel", flow=f.id), config=GRAPH_CONFIG,
-                              className="tower-funnel", figure=_blank(shade)),
+                    html.Div(className="tower-funnel", children=dcc.Graph(
+                        id=ids.match("funnel", flow=f.id), config=GRAPH_CONFIG, figure=_blank(shade),
+                        style={"height": "100%"})),
                     body=True))
                 for f in flows
             ])),
