@@ -3,7 +3,7 @@ of 2,000 events with and without ``RuleEngine.on_batch``, on a fresh store each 
 
     tower simulate --scenario data/scenarios/baseline-ecommerce.toml --days 1 \
         --events /tmp/day.ndjson
-    python benchmarks/rules_listener.py /tmp/day.ndjson [--pg URL] [--rounds 3] [--scan]
+    python benchmarks/rules_listener.py /tmp/day.ndjson [--pg URL] [--rounds 3] [--scan] [--rules FILE]
 
 Runs alternate (without, with, without, ...) so a noisy machine hurts both alike;
 the figure is the ratio of the median times. ``--scan`` also times one scan at the
@@ -59,10 +59,9 @@ def _drop(pg: str | None, schema: str | None) -> None:
 
 
 def run(events: list[EventRecord], *, listen: bool, pg: str | None, folder: Path,
-        scan: bool) -> tuple[float, float | None, int]:
+        scan: bool, rules_path: Path = DEFAULT_DATA_DIR / "rules.toml") -> tuple[float, float | None, int]:
     flows = load_flows(DEFAULT_DATA_DIR / "flows.toml")
     figures = load_figures(DEFAULT_DATA_DIR / "tower.toml")
-    rules_path = DEFAULT_DATA_DIR / "rules.toml"
     url, schema = _store(pg, folder)
     engine = make_engine(url)
     try:
@@ -95,6 +94,8 @@ def main() -> None:
     parser.add_argument("--pg", default=None, help="PostgreSQL URL (default: SQLite files)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scan", action="store_true")
+    parser.add_argument("--rules", type=Path, default=DEFAULT_DATA_DIR / "rules.toml",
+                        help="rules file (default data/rules.toml)")
     args = parser.parse_args()
     events = [validate_event(orjson.loads(line)) for line in args.events.read_bytes().splitlines() if line]
     times: dict[bool, list[float]] = {False: [], True: []}
@@ -102,7 +103,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for listen in (False, True):
                 took, scan_s, opened = run(events, listen=listen, pg=args.pg, folder=Path(folder),
-                                           scan=args.scan and listen)
+                                           scan=args.scan and listen, rules_path=args.rules)
                 times[listen].append(took)
                 extra = f", scan {scan_s:.2f} s" if scan_s is not None else ""
                 print(f"{'with' if listen else 'without'} listener: {took:.2f} s "

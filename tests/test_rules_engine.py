@@ -111,6 +111,14 @@ def _book(tmp_path: Path | None = None, **replace: str) -> RuleBook:
     return load_rules(path)
 
 
+def _on_events_book(tmp_path: Path) -> RuleBook:
+    """The shipped rules with every absence rule checked on each batch too."""
+    path = tmp_path / "rules-on-events.toml"
+    path.write_text(RULES.read_text(encoding="utf-8").replace("on_events = false", "on_events = true"),
+                    encoding="utf-8")
+    return load_rules(path)
+
+
 def _rig(engine: Engine, flows: FlowBook, figures: TowerFigures, book: RuleBook) -> Rig:
     with engine.begin() as conn:
         for name in NOT_PROJECTIONS:
@@ -147,20 +155,26 @@ def test_stage_over_budget_custom_buffer_rush_and_auto_resolve(rig: Rig) -> None
     assert [e["order_id"] for e in rig.open("stage_over_budget")] == ["N", "R"]
     rig.scan(T0 + 5.5 * H)  # still over: still one each, not bumped by every scan
     assert [e["count"] for e in rig.open("stage_over_budget")] == [1, 1]
-    rig.feed(rig.ev("stage.completed", "N", T0 + 5.6 * H, stage="picking"))  # state rule clears
+    rig.feed(rig.ev("stage.completed", "N", T0 + 5.6 * H, stage="picking"))
+    rig.scan(T0 + 5.7 * H)  # shipped with on_events = false: the scan clears it
     assert [e["order_id"] for e in rig.open("stage_over_budget")] == ["R"]
     [done] = [e for e in rig.all("stage_over_budget") if e["order_id"] == "N"]
     assert done["status"] == "resolved"
     assert rig.timeline(done["id"])[-1] == "auto_resolved"
 
 
-def test_stage_over_budget_seen_in_event_time(rig: Rig) -> None:
-    """A later event of the order shows it over budget without waiting for a scan."""
+def test_stage_over_budget_seen_in_event_time(engine: Engine, flows: FlowBook, figures: TowerFigures,
+                                              tmp_path: Path) -> None:
+    """With on_events, a later event of the order shows it over budget without a scan,
+    and the stage's completion clears it."""
+    rig = _rig(engine, flows, figures, _on_events_book(tmp_path))
     rig.order("E")
     rig.feed(rig.ev("stage.entered", "E", T0, stage="picking"),
              rig.ev("stage.started", "E", T0 + 4.5 * H, stage="picking"))
     [ex] = rig.open("stage_over_budget")
     assert ex["condition_since"] == T0 + 4 * H
+    rig.feed(rig.ev("stage.completed", "E", T0 + 5 * H, stage="picking"))
+    assert rig.open("stage_over_budget") == []
 
 
 # --- stage_no_update, procurement_unconfirmed ---------------------------------------------------
@@ -207,8 +221,20 @@ def test_tracking_missing_two_hours_after_payment(rig: Rig) -> None:
     rig.scan(T0 + 3 * H)
     rig.feed(rig.ev("tracking.assigned", "T", T0 + 3 * H, carrier="sf", tracking_number="SF1",
                     parcel_id="T-p0"))
+    rig.scan(T0 + 3.1 * H)
     assert rig.open("tracking_missing") == []
     assert len(rig.all("tracking_missing")) == 1
+
+
+def test_tracking_missing_on_events(engine: Engine, flows: FlowBook, figures: TowerFigures,
+                                    tmp_path: Path) -> None:
+    rig = _rig(engine, flows, figures, _on_events_book(tmp_path))
+    rig.order("T")
+    rig.feed(rig.ev("stage.entered", "T", T0 + 2.5 * H, stage="picking"))  # 2.5 h, no tracking
+    assert [e["order_id"] for e in rig.open("tracking_missing")] == ["T"]
+    rig.feed(rig.ev("tracking.assigned", "T", T0 + 3 * H, carrier="sf", tracking_number="SF1",
+                    parcel_id="T-p0"))
+    assert rig.open("tracking_missing") == []
 
 
 # --- parcel_stuck and hub_retention (inhibition) ---------------------------------------------------
@@ -371,17 +397,28 @@ def test_handoff_without_evidence_until_it_arrives(rig: Rig) -> None:
 # --- predicted_late -------------------------------------------------------------------------------
 
 
-def test_predicted_late_and_cleared_by_delivery(rig: Rig) -> None:
+def test_predicted_late_on_the_scan(rig: Rig) -> None:
     rig.order("L", hours=20)  # e-commerce budgets add up to 56.5 h
     rig.order("F", hours=100)
+    assert rig.open("predicted_late") == []  # shipped with on_events = false: scans only
+    rig.scan(T0 + H)
     [ex] = rig.open("predicted_late")
     assert (ex["order_id"], ex["team"]) == ("L", "customer_service")
-    rig.scan(T0 + H)
-    assert [e["order_id"] for e in rig.open("predicted_late")] == ["L"]
     rig.feed(rig.ev("order.cancelled", "L", T0 + 2 * H, reason="customer"))
+    rig.scan(T0 + 2 * H)
     assert rig.open("predicted_late") == []
     rig.scan(T0 + 60 * H)  # F, still paid after 60 h: now it cannot make 100 h
     assert [e["order_id"] for e in rig.open("predicted_late")] == ["F"]
+
+
+def test_predicted_late_on_events_when_configured(engine: Engine, flows: FlowBook,
+                                                  figures: TowerFigures, tmp_path: Path) -> None:
+    rig = _rig(engine, flows, figures, _on_events_book(tmp_path))
+    rig.order("L", hours=20)
+    [ex] = rig.open("predicted_late")
+    assert ex["order_id"] == "L"
+    rig.feed(rig.ev("order.cancelled", "L", T0 + 2 * H, reason="customer"))
+    assert rig.open("predicted_late") == []
 
 
 # --- stage_over_benchmark ------------------------------------------------------------------------

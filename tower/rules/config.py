@@ -167,6 +167,9 @@ class Rule(BaseModel):
     action: Literal["none", "freeze_order", "reroute", "improvement"] = "none"
     high_priority: Literal["never", "always", "rush"] = "never"
     enabled: bool = True
+    #: checked on each projected batch too (state rules always are; an absence rule may
+    #: be left to the scans to keep the projector fast)
+    on_events: bool = True
     description: str = ""
     params: _Params = NoParams()
 

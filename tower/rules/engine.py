@@ -220,7 +220,8 @@ class RuleEngine:
             return
         orders: dict[str, OrderState] = {s.order_id: s for s in result.changed_orders}
         readings, stock, reroutes, moved = self._batch_events(result.new_events, orders)
-        order_rules = [r for c in BATCH_ORDER_CONDITIONS for r in self.book.of(c)]
+        order_rules = [r for c in BATCH_ORDER_CONDITIONS for r in self.book.of(c)
+                       if r.on_events or r.condition not in SCANNED_ORDER_CONDITIONS]
         cold_rules = self.book.of("cold_chain_excursion")
         stock_rules = self.book.of("stock_out")
         parcel_rules = self.book.of("parcel_stuck")
