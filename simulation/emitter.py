@@ -109,8 +109,10 @@ class Emitter:
         self.sink(event)
 
     def stage(self, now_h: float, kind: str, source: str, order_id: str, stage: str,
-              resource: str | None, site: str | None, **extra: Any) -> None:
-        """A ``stage.entered`` / ``stage.started`` / ``stage.completed`` event."""
+              resource: str | None, site: str | None, tags: dict[str, Any] | None = None,
+              **extra: Any) -> None:
+        """A ``stage.entered`` / ``stage.started`` / ``stage.completed`` event; ``tags``
+        (e.g. the supplier) and ``extra`` are added to its payload."""
         if not self.live:
             self.counts[kind] = self.counts.get(kind, 0) + 1
             return
@@ -119,5 +121,7 @@ class Emitter:
             payload["resource"] = resource
         if site is not None:
             payload["site"] = site
+        if tags:
+            payload.update(tags)
         payload.update(extra)
         self.emit(now_h, kind, source, order_id, payload)

@@ -74,7 +74,6 @@ SOURCE_BY_OWNER = {"customer_service": "erp", "sales": "erp", "procurement": "er
 ORDER_SOURCE = "erp"
 #: The owner of the stages that buy from suppliers (their events carry ``supplier_id``).
 PROCUREMENT = "procurement"
-NO_TAGS: dict[str, Any] = {}  # extra payload of a stage event that has none (never changed)
 CANCEL_REASON = "customer_request"
 
 
@@ -511,14 +510,14 @@ class Model:
         """Enter the stage, queue for a server, work; redo when QC fails; complete."""
         env, em, station = self.env, self.emitter, stage.station
         site = self._site(o, stage) if em.live else None
-        tags = NO_TAGS
+        tags = None
         if stage.buys and em.live and self._supplier_of(o) is not None:
             tags = {"supplier_id": o.supplier}
         if stage.picks and o.rerouted_from is not None:
             em.stage(env.now, "stage.entered", stage.source, o.id, stage.stage, stage.resource, site,
-                     rerouted_from=o.rerouted_from, **tags)
+                     tags, rerouted_from=o.rerouted_from)
         else:
-            em.stage(env.now, "stage.entered", stage.source, o.id, stage.stage, stage.resource, site, **tags)
+            em.stage(env.now, "stage.entered", stage.source, o.id, stage.stage, stage.resource, site, tags)
         arrived, rework = env.now, False
         while True:
             request = station.request(o.priority)
@@ -528,10 +527,10 @@ class Model:
                 started = env.now
                 if rework:
                     em.stage(started, "stage.started", stage.source, o.id, stage.stage, stage.resource, site,
-                             rework=True, **tags)
+                             tags, rework=True)
                 else:
                     em.stage(started, "stage.started", stage.source, o.id, stage.stage, stage.resource, site,
-                             **tags)
+                             tags)
                 yield env.timeout(stage.service())
             except simpy.Interrupt:
                 station.withdraw(request)
@@ -543,7 +542,7 @@ class Model:
             arrived, rework = env.now, True
         if stage.supplier_delays:
             yield from self._supplier_wait(o, stage)
-        em.stage(env.now, "stage.completed", stage.source, o.id, stage.stage, stage.resource, site, **tags)
+        em.stage(env.now, "stage.completed", stage.source, o.id, stage.stage, stage.resource, site, tags)
         self._visit(o, stage, arrived, started, env.now, rework)
         if stage.uploads:
             self._upload(o, stage)
