@@ -476,3 +476,31 @@ def test_frozen_flag_survives_later_events(rig: Rig) -> None:
     assert rig.frozen("Z")
     with rig.engine.connect() as conn:
         assert conn.execute(select(text("count(*)")).select_from(text("exceptions"))).scalar_one() >= 1
+
+
+def test_one_scanner_across_processes(rig: Rig) -> None:
+    """On PostgreSQL a scan skips while another process (here: a connection) holds the lock."""
+    if rig.engine.dialect.name != "postgresql":
+        pytest.skip("the advisory lock is PostgreSQL's; a SQLite tower is one process")
+    from tower.rules.engine import SCAN_LOCK
+
+    with rig.engine.connect() as other:
+        assert other.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": SCAN_LOCK}).scalar()
+        assert rig.scan(T0).skipped
+        other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCAN_LOCK})
+        other.commit()
+    assert not rig.scan(T0).skipped
+
+
+def test_parcel_stuck_grouped_under_a_hand_raised_hub_outage(rig: Rig) -> None:
+    from tower.exceptions.store import Trigger, raise_or_bump
+
+    _hub_traffic(rig, "hub-z", parcels=2, stuck=1)
+    with rig.engine.begin() as conn:
+        outage = raise_or_bump(conn, Trigger(rule="hub_outage", scope_key="hub:hub-z", tier="L2",
+                                             team="logistics", title="hub-z down", condition_since=T0,
+                                             hub_id="hub-z"),
+                               now=T0, policy=rig.rules.policy, raised_by="ops")
+    rig.scan(T0 + 25 * H)
+    [stuck] = rig.open("parcel_stuck")
+    assert stuck["parent_id"] == outage.id
