@@ -25,7 +25,7 @@ from tower.notify.milestones import (
 
 T = datetime(2026, 11, 11, 8, 0, tzinfo=UTC)
 H = timedelta(hours=1)
-TRANSIT_H = 48  # budget of ecommerce/transit in data/flows.toml
+TRANSIT_H = 36  # budget of ecommerce/transit in data/flows.toml
 
 
 class FakeClock:
@@ -99,7 +99,7 @@ def test_each_milestone_once_with_the_current_eta(rt: Any) -> None:
         "milestone:O-1:out_for_delivery", "milestone:O-1:delivered",
     ]
     shipped, customs, out, delivered = pushes
-    # In transit since T+8h with 48 h of budget left: due at T+56h.
+    # In transit since T+8h with 36 h of budget left: due at T+44h.
     assert shipped["eta"] == (T + (8 + TRANSIT_H) * H).isoformat()
     assert shipped | {"eta": None} == {
         "key": "milestone:O-1:shipped", "at": T + 9 * H + timedelta(minutes=1), "order_id": "O-1",
@@ -163,15 +163,15 @@ def test_cancelled_and_disabled_push_nothing(rt: Any) -> None:
 
 def test_eta_from_the_remaining_budgets(flows: FlowBook) -> None:
     since = T
-    # picking (4 h) + packing (2) + outbound (2) + transit (48): 56 h from when picking began.
+    # picking (4 h) + packing (2) + outbound (2) + transit (36): 44 h from when picking began.
     eta = estimate_arrival(flows, flow="ecommerce", stage="picking", since=since, custom=False,
                            rush=False, now=T + H)
-    assert eta == T + 56 * H
+    assert eta == T + 44 * H
     rush = estimate_arrival(flows, flow="ecommerce", stage="picking", since=since, custom=False,
                             rush=True, now=T + H)
     custom = estimate_arrival(flows, flow="ecommerce", stage="picking", since=since, custom=True,
                               rush=False, now=T + H)
-    assert rush == T + 28 * H and custom == T + 84 * H
+    assert rush == T + 22 * H and custom == T + 66 * H
     # Past its budgets: never an arrival in the past.
     late = estimate_arrival(flows, flow="ecommerce", stage="transit", since=since, custom=False,
                             rush=False, now=T + 100 * H)

@@ -96,9 +96,9 @@ def test_stage_budget_with_custom_buffer_and_rush(flows: FlowBook) -> None:
 
 
 def test_estimated_arrival_never_before_now(flows: FlowBook) -> None:
-    v = _view(stage="outbound")  # outbound 2 h + transit 48 h
-    assert cond.estimated_arrival(flows, v, T0) == T0 + timedelta(hours=50)
-    assert cond.estimated_arrival(flows, v, T0 + timedelta(hours=10)) == T0 + timedelta(hours=58)
+    v = _view(stage="outbound")  # outbound 2 h + transit 36 h
+    assert cond.estimated_arrival(flows, v, T0) == T0 + timedelta(hours=38)
+    assert cond.estimated_arrival(flows, v, T0 + timedelta(hours=10)) == T0 + timedelta(hours=46)
 
 
 def test_retention_and_benchmark_thresholds() -> None:
