@@ -58,6 +58,17 @@ def _logging(verbose: bool = False) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def _start_scheduler(tower: Any) -> None:
+    """Start the scheduled jobs; a job's bad configuration (e.g. a webhook secret not in
+    the environment) is one clear line, not a traceback."""
+    try:
+        tower.start_scheduler()
+    except ValueError as exc:
+        tower.close()
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 def _build(settings: Settings, **kw: Any):  # type: ignore[no-untyped-def]
     from tower.flows import FlowConfigError
     from tower.runtime import build_tower
@@ -88,7 +99,7 @@ def _serve(settings: Settings, *, host: str, port: int, debug: bool,
     tower = _build(settings)
     dash_app = create_app(settings, tower=tower)
     if settings.embedded:  # one process: it also runs the rule scans (a worker does with Redis)
-        tower.start_scheduler()
+        _start_scheduler(tower)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     console.print(banner or f"Order Tower is running at [bold]{url}[/bold]  (Ctrl-C to stop)")
     try:
@@ -156,7 +167,7 @@ def demo(
     token = settings.api_token.get_secret_value() if settings.api_token else None
     install_demo_api(dash_app.server, live, token=token)
     if settings.embedded:  # rule scans at the simulated clock (60x: a scan per simulated hour)
-        tower.start_scheduler()
+        _start_scheduler(tower)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     console.print(f"Order Tower demo is running at [bold]{url}[/bold]  "
                   f"(simulated {plan.name}, seed {seed}, {speed:g} h per minute; Ctrl-C to stop)")
@@ -191,7 +202,7 @@ def worker(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    tower.start_scheduler()  # rule scans, escalations, notifications (never in web workers)
+    _start_scheduler(tower)  # rule scans, escalations, notifications (never in web workers)
     console.print(f"worker {consumer.name} consuming {settings.stream} "
                   f"(group {settings.consumer_group})")
     try:
