@@ -31,7 +31,7 @@ pytestmark = pytest.mark.browser
 SHOTS = ROOT / "artifacts" / "screenshots"
 REFRESH_S = 1
 UNREACHABLE_S = 3
-STALE_S = 4
+STALE_S = 8
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[t
         yield f"http://127.0.0.1:{port}", env
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+# Generous: the CI machine is shared, and a page under load can take seconds to paint.
+def wait_for(check: Callable[[], Any], timeout: float = 40, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -195,13 +196,13 @@ def test_navigation_and_language_switch_keep_the_view(browser: Any,  # noqa: F81
 def test_wall_screen_rotates_through_the_chosen_pages(browser: Any,  # noqa: F811
                                                         site: tuple[str, dict[str, str]]) -> None:
     base, _ = site
-    browser.get(base + "/?kiosk=1&rotate=5&pages=overview,emergency-room")
+    browser.get(base + "/?kiosk=1&rotate=10&pages=overview,emergency-room")
     wait_for(lambda: page_ready(browser, "overview"), what="overview")
-    wait_for(lambda: "/emergency-room?" in browser.current_url, timeout=15, what="rotation")
-    assert "kiosk=1" in browser.current_url and "rotate=5" in browser.current_url
+    wait_for(lambda: "/emergency-room?" in browser.current_url, timeout=30, what="rotation")
+    assert "kiosk=1" in browser.current_url and "rotate=10" in browser.current_url
     wait_for(lambda: page_ready(browser, "emergency-room"), what="emergency room")
     wait_for(lambda: browser.current_url.split("?")[0].endswith(":" + base.rsplit(":", 1)[1] + "/"),
-             timeout=15, what="back to the overview")
+             timeout=30, what="back to the overview")
     assert severe_console_entries(browser) == []
 
 
@@ -214,7 +215,7 @@ def test_stale_banner_follows_the_feed(browser: Any, site: tuple[str, dict[str, 
     wait_for(lambda: not banner_up(), what="banner gone after an event")
     assert by_id(browser, "shell-freshness").text.startswith("updated")
     # The feed stops: after STALE_S seconds without events the banner comes up.
-    text = wait_for(lambda: banner_up() and by_id(browser, "shell-stale").text, timeout=STALE_S + 10,
+    text = wait_for(lambda: banner_up() and by_id(browser, "shell-stale").text, timeout=STALE_S + 30,
                     what="stale banner")
     assert text.startswith("STALE")
     # The feed resumes: the banner goes by itself.
@@ -236,11 +237,11 @@ def test_stale_banner_when_the_server_is_unreachable(browser: Any, data_dir: Pat
         wait_for(lambda: not banner_up(), what="fresh page")
     # Server down: the browser raises the banner itself.
     text = wait_for(lambda: banner_up() and by_id(browser, "shell-stale").text,
-                    timeout=UNREACHABLE_S + 10, what="unreachable banner")
+                    timeout=UNREACHABLE_S + 30, what="unreachable banner")
     assert "server" in text
     # Server back (a restart on the same port and store): the banner goes by itself.
     with running(env, port):
-        wait_for(lambda: not banner_up(), timeout=20, what="banner gone after restart")
+        wait_for(lambda: not banner_up(), timeout=40, what="banner gone after restart")
 
 
 def test_overview_shows_orders_funnel_and_exception_ticker(browser: Any,  # noqa: F811
