@@ -311,6 +311,9 @@ class ExceptionRow(Base):
         Index("ix_exceptions_parent", "parent_id"),
         Index("ix_exceptions_respond_by", "respond_by"),
         Index("ix_exceptions_opened", "opened_at"),
+        # Only the open ones, by rule: each scan's reconcile (migration 0006).
+        Index("ix_exceptions_open_rule", "rule", "scope_key",
+              postgresql_where=text("open_key IS NOT NULL"), sqlite_where=text("open_key IS NOT NULL")),
     )
 
 
