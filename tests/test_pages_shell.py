@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -48,9 +49,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def running(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([TOWER, "serve", "--port", str(port)], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def running(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    # The server's log goes to a file: a pipe nobody reads fills up and blocks the server.
+    log_path = Path(tempfile.mkstemp(prefix="tower-serve-", suffix=".log")[1])
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([TOWER, "serve", "--port", str(port)], env={**os.environ, **env},
+                                stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -60,7 +64,7 @@ def running(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
                 break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(proc.stdout.read() if proc.stdout else "server died") from None
+                    raise RuntimeError(log_path.read_text(errors="replace")[-4000:]) from None
                 time.sleep(0.3)
         else:
             raise RuntimeError("server did not start")
@@ -71,6 +75,7 @@ def running(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[str]]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
