@@ -81,10 +81,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server(env: dict[str, str]) -> Iterator[str]:
+def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     port = _free_port()
+    # Output to a file: a pipe nobody reads fills up with the scheduler's log and
+    # freezes the server.
+    log_file = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen([TOWER, "serve", "--port", str(port)], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=log_file, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -94,7 +97,7 @@ def server(env: dict[str, str]) -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(proc.stdout.read() if proc.stdout else "server died") from None
+                    raise RuntimeError((tmp_path / "serve.log").read_text()) from None
                 time.sleep(0.3)
         else:
             raise RuntimeError("server did not start")
@@ -105,6 +108,7 @@ def server(env: dict[str, str]) -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log_file.close()
 
 
 def _request(url: str, body: bytes | None = None, kind: str = "application/json") -> Any:
