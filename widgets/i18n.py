@@ -140,6 +140,26 @@ CATALOGUE: Final[dict[Lang, dict[str, str]]] = {
     },
 }
 
+
+def _merge_page_strings() -> None:
+    """Each page keeps its own strings in ``widgets/strings/<page>.py`` (``STRINGS``, a
+    dict per language, keys prefixed with the page); they join the catalogue here."""
+    import importlib
+    import pkgutil
+
+    from widgets import strings
+
+    for module in pkgutil.iter_modules(strings.__path__):
+        page: dict[Lang, dict[str, str]] = importlib.import_module(f"widgets.strings.{module.name}").STRINGS
+        for lang in LANGS:
+            clash = CATALOGUE[lang].keys() & page.get(lang, {}).keys()
+            if clash:
+                raise RuntimeError(f"widgets/strings/{module.name}.py: keys already defined: {sorted(clash)}")
+            CATALOGUE[lang].update(page.get(lang, {}))
+
+
+_merge_page_strings()
+
 # Names of the shipped flows and stages (data/flows.toml); a flow or stage not listed
 # here shows the name its configuration gives.
 NAMES: Final[dict[Lang, dict[str, str]]] = {
