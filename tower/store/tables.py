@@ -120,6 +120,9 @@ class Order(Base):
         Index("ix_orders_flow_stage_status", "flow", "stage", "status"),
         Index("ix_orders_last_event_at", "last_event_at"),
         Index("ix_orders_promised_at", "promised_at"),
+        Index("ix_orders_customer_id", "customer_id"),  # the order list's filters (migration 0007)
+        Index("ix_orders_parcels", text("(checkpoint -> 'parcels')"),
+              postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
 
 
