@@ -14,7 +14,7 @@ from sqlalchemy import Engine, delete, insert
 from tower.hubs import HubConfigError, load_hubs
 from tower.settings import DEFAULT_DATA_DIR
 from tower.store import network, queries
-from tower.store.tables import ExceptionRow, HubVisitRow
+from tower.store.tables import ExceptionRow, HubVisitRow, Order
 
 NOW = datetime(2025, 11, 20, 6, 30, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -54,6 +54,17 @@ def _exception(exc_id: str, *, parcel: str, status: str = "triggered", rule: str
         "resolved_at": None, "closed_at": None, "cancelled_at": None, "snoozed_until": None,
         "assignee": None, "handling_step": None, "next_update_at": None, "root_cause": None,
         "parent_id": None, "raised_by": "system", "escalations": 0, "updated_at": NOW,
+    }
+
+
+def _order(order_id: str, parcels: list[str]) -> dict[str, Any]:
+    return {
+        "order_id": order_id, "flow": "ecommerce", "stage": "transit", "stage_seq": 4,
+        "status": "in_progress", "frozen": False, "priority": "normal", "custom": False,
+        "promised_at": NOW + 10 * H, "created_at": NOW - 40 * H, "delivered_at": None,
+        "cancelled_at": None, "last_event_at": NOW - 30 * H, "late": False, "at_risk": False,
+        "customer_id": None, "channel": None, "city": None,
+        "checkpoint": {"parcels": {p: None for p in parcels}},
     }
 
 
@@ -141,6 +152,8 @@ def test_stuck_parcels_bounded_per_hub_with_their_open_exception(store: Engine) 
         _exception("EX-2", parcel="a3", status="resolved"),             # not open: ignored
         _exception("EX-3", parcel="b0", rule="hub_retention"),          # another rule: ignored
     ])
+    with store.begin() as conn:  # the order holding a3 (no exception names it)
+        conn.execute(insert(Order), [_order("SO-3", ["a3", "x9"]), _order("SO-7", ["y1"])])
     got = network.stuck_parcels(store, now=NOW, dwell_limit_h=LIMIT_H, per_hub=3)
     assert [(p.hub_id, p.parcel_id) for p in got] == [
         ("hub-a", "a4"), ("hub-a", "a3"), ("hub-a", "a2"), ("hub-b", "b0")]
@@ -148,6 +161,7 @@ def test_stuck_parcels_bounded_per_hub_with_their_open_exception(store: Engine) 
     assert first.hours_at_hub == pytest.approx(34)
     assert (first.exception_id, first.exception_status, first.order_id) == ("EX-1", "triggered", "SO-9")
     assert all(p.exception_id is None for p in got[1:])
+    assert [p.order_id for p in got[1:]] == ["SO-3", None, None]
     only_b = network.stuck_parcels(store, now=NOW, dwell_limit_h=LIMIT_H, hub_id="hub-b")
     assert [p.parcel_id for p in only_b] == ["b0"]
 

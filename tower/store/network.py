@@ -17,7 +17,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, case, func, literal_column, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from tower.store.tables import ExceptionRow, HubVisitRow
 
@@ -189,7 +202,9 @@ def stuck_parcels(
     Open visits that arrived before the cut-off come from the partial index
     ``ix_hub_visits_open_arrived``; their open exceptions of ``stuck_rule`` (scope
     ``parcel:<id>``) from the partial index ``ix_exceptions_open_rule``. The order id
-    is the exception's, when it names one (the parcel projection keeps none).
+    is the exception's when it names one, else that of the order holding the parcel
+    (``orders.checkpoint -> 'parcels'``: the GIN index ``ix_orders_parcels`` on
+    PostgreSQL; on SQLite, the small embedded set-up, each order's parcels are read).
     """
     h = HUB_VISITS
     cutoff = now - timedelta(hours=dwell_limit_h)
@@ -215,6 +230,7 @@ def stuck_parcels(
                        e.c.scope_key.in_(scopes[i:i + 500]))
             ):
                 found[str(scope)] = (str(ex_id), str(status), order_id)
+        holders = _orders_holding(conn, [str(r.parcel_id) for r in rows])
     out = []
     for r in rows:
         arrived = _utc(r.arrived_at)
@@ -222,7 +238,22 @@ def stuck_parcels(
         out.append(StuckParcel(
             parcel_id=str(r.parcel_id), hub_id=str(r.hub_id), arrived_at=arrived,
             hours_at_hub=(now - arrived).total_seconds() / 3600,
-            order_id=ex[2] if ex else None, exception_id=ex[0] if ex else None,
-            exception_status=ex[1] if ex else None,
+            order_id=(ex[2] if ex else None) or holders.get(str(r.parcel_id)),
+            exception_id=ex[0] if ex else None, exception_status=ex[1] if ex else None,
         ))
     return out
+
+
+def _orders_holding(conn: Connection, parcel_ids: list[str]) -> dict[str, str]:
+    """``parcel -> order`` for the orders holding any of ``parcel_ids``."""
+    if not parcel_ids:
+        return {}
+    if conn.dialect.name == "postgresql":
+        sql = text("SELECT o.order_id, k.key FROM orders AS o, "
+                   "jsonb_object_keys(o.checkpoint -> 'parcels') AS k(key) "
+                   "WHERE (o.checkpoint -> 'parcels') ?| :ids AND k.key = ANY(:ids)")
+        sql = sql.bindparams(bindparam("ids", type_=ARRAY(String)))
+    else:
+        sql = text("SELECT o.order_id, p.key FROM orders AS o, json_each(o.checkpoint, '$.parcels') AS p "
+                   "WHERE p.key IN :ids").bindparams(bindparam("ids", expanding=True))
+    return {str(parcel): str(order) for order, parcel in conn.execute(sql, {"ids": parcel_ids})}
