@@ -1,0 +1,81 @@
+"""Strings of the stages screen (`/stages`)."""
+
+from __future__ import annotations
+
+STRINGS = {
+    "en": {
+        "stages.choice": "Orders",
+        "stages.choice.latest": "Most recently active",
+        "stages.choice.late": "Late (in progress)",
+        "stages.choice.flow": "Flow: {flow}",
+        "stages.limit": "How many",
+        "stages.gantt.title": "Stage Gantt across orders",
+        "stages.gantt.note": "{n} orders · {choice} · times in {zone}",
+        "stages.gantt.wait": "waiting",
+        "stages.gantt.work": "work",
+        "stages.gantt.wait_legend": "waiting (hatched)",
+        "stages.gantt.empty": "No orders in this selection.",
+        "stages.dist.title": "Stage durations against benchmark — {flow}",
+        "stages.dist.note": "Completed stage visits entered in the last {days} d; box p25–p75, "
+                            "whiskers p10–p90, "
+                            "line the median, dashed the mean. Flagged: average over the benchmark by "
+                            "more "
+                            "than {share} (at least {min_visits} visits).",
+        "stages.dist.within": "within benchmark +{share}",
+        "stages.dist.over": "over benchmark +{share}",
+        "stages.dist.benchmark": "benchmark",
+        "stages.dist.limit": "benchmark +{share}",
+        "stages.dist.over_by": "{share} over",
+        "stages.dist.hours": "hours (log scale)",
+        "stages.dist.empty": "No completed stage visits in the review window.",
+        "stages.table.stage": "Stage",
+        "stages.table.visits": "Visits",
+        "stages.table.mean": "Mean (h)",
+        "stages.table.p50": "Median (h)",
+        "stages.table.p90": "p90 (h)",
+        "stages.table.wait": "Waiting mean (h)",
+        "stages.table.benchmark": "Benchmark (h)",
+        "stages.table.vs": "vs benchmark",
+        "stages.table.status": "Status",
+        "stages.status.over": "over benchmark",
+        "stages.status.within": "within",
+        "stages.no_rule": "The stage_over_benchmark rule is not enabled in rules.toml: no benchmark to "
+                          "review.",
+    },
+    "zh-CN": {
+        "stages.choice": "订单",
+        "stages.choice.latest": "最近有动态",
+        "stages.choice.late": "已延误（进行中）",
+        "stages.choice.flow": "流程：{flow}",
+        "stages.limit": "数量",
+        "stages.gantt.title": "跨订单阶段甘特图",
+        "stages.gantt.note": "{n} 个订单 · {choice} · 时间为 {zone}",
+        "stages.gantt.wait": "等待",
+        "stages.gantt.work": "作业",
+        "stages.gantt.wait_legend": "等待（斜线）",
+        "stages.gantt.empty": "此选择下没有订单。",
+        "stages.dist.title": "阶段时长与基准对比 — {flow}",
+        "stages.dist.note": "最近 {days} 天进入且已完成的阶段；箱体为 p25–p75，须线为 p10–p90，"
+                            "实线为中位数，虚线为平均值。"
+                            "标记：平均时长超出基准 {share} 以上（至少 {min_visits} 次）。",
+        "stages.dist.within": "在基准 +{share} 以内",
+        "stages.dist.over": "超出基准 +{share}",
+        "stages.dist.benchmark": "基准",
+        "stages.dist.limit": "基准 +{share}",
+        "stages.dist.over_by": "超出 {share}",
+        "stages.dist.hours": "小时（对数刻度）",
+        "stages.dist.empty": "评估期内没有已完成的阶段。",
+        "stages.table.stage": "阶段",
+        "stages.table.visits": "次数",
+        "stages.table.mean": "平均（小时）",
+        "stages.table.p50": "中位数（小时）",
+        "stages.table.p90": "p90（小时）",
+        "stages.table.wait": "平均等待（小时）",
+        "stages.table.benchmark": "基准（小时）",
+        "stages.table.vs": "相对基准",
+        "stages.table.status": "状态",
+        "stages.status.over": "超出基准",
+        "stages.status.within": "正常",
+        "stages.no_rule": "rules.toml 未启用 stage_over_benchmark 规则：没有可评估的基准。",
+    },
+}
