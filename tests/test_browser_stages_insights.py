@@ -53,8 +53,8 @@ def feed(now: datetime) -> list[dict[str, Any]]:
                 events.append(_event(order, "stage.completed", at, {"stage": stage}))
     events.append(_event("BR-1", "tracking.assigned", now - 26 * H,
                          {"carrier": "SF", "tracking_number": "BR-1-P"}, parcel_id="BR-1-P"))
-    events.append(_event("BR-1", "parcel.scanned", now - H, {"status": "delivered", "carrier": "SF", "parcel_id": "BR-1-P"},
-                         parcel_id="BR-1-P"))
+    events.append(_event("BR-1", "parcel.scanned", now - H,
+                         {"status": "delivered", "carrier": "SF", "parcel_id": "BR-1-P"}, parcel_id="BR-1-P"))
     return events
 
 
