@@ -132,3 +132,14 @@ def test_hub_map_empty_and_chinese() -> None:
     fig = hub_map_figure(OUTLINE, [], [], warn_share=0.15, window_h=24, lang="zh-CN", theme="dark")
     assert [tr.name for tr in fig.data] == ["滞留率不超过 15%", "滞留率超过 15%"]
     assert all(len(tr.x) == 0 for tr in fig.data)
+
+
+def test_heatmap_ticks_are_thinned_with_the_date_where_it_changes() -> None:
+    since = NOW - timedelta(hours=47)
+    grid = heatmap_grid(CELLS, measure="arrivals", since=since, now=NOW, zone=ZONE, warn_share=0.15)
+    fig = heatmap_figure(grid, measure="arrivals", warn_share=0.15, zone=ZONE, lang="en", theme="light")
+    assert len(grid.labels) == 48
+    ticks = list(fig.layout.xaxis.ticktext)
+    assert len(ticks) <= 12 and list(fig.layout.xaxis.tickvals) == list(grid.labels[::4])
+    assert ticks[0] == "11-18 15:00" and ticks[1] == "19:00"
+    assert any(len(x) == 11 for x in ticks[1:])   # the next day is dated again

@@ -24,6 +24,7 @@ from widgets.palette import Theme
 Measure = Literal["retention", "dwell", "arrivals"]
 MEASURES: Final[tuple[Measure, ...]] = ("retention", "dwell", "arrivals")
 HOUR_FORMAT: Final = "%m-%d %H:00"
+MAX_TICKS: Final = 12
 
 
 def _mix(colour: str, toward: str, share: float) -> str:
@@ -158,7 +159,12 @@ def heatmap_figure(grid: HeatGrid, *, measure: Measure, warn_share: float, zone:
         **{**layout, "margin": {"l": 8, "r": 8, "t": 8, "b": 8}},
         legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
     )
+    step = max(1, -(-len(grid.labels) // MAX_TICKS))
+    shown = list(grid.labels[::step])
+    # "HH:00", with the date where it changes (and on the first tick).
+    text = [label if i == 0 or label[:5] != shown[i - 1][:5] else label[6:] for i, label in enumerate(shown)]
     fig.update_xaxes(type="category", title={"text": t("network.heatmap.hour", lang, zone=zone.key)},
-                     tickangle=-45, showgrid=False, automargin=True)
+                     tickmode="array", tickvals=shown, ticktext=text, tickangle=0, showgrid=False,
+                     automargin=True)
     fig.update_yaxes(type="category", showgrid=False, automargin=True)
     return fig

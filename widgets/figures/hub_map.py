@@ -153,6 +153,7 @@ def hub_traces(hubs: Sequence[HubPoint], lanes: Sequence[LaneLine], *, warn_shar
         traces.append(go.Scatter(
             name=name, x=[h.lon for h in group], y=[h.lat for h in group],
             text=[h.label for h in group], mode="markers+text", textposition="top center",
+            textfont={"size": 11},
             texttemplate="%{text} %{customdata[1]}",
             customdata=[[h.hub_id, h.at_hub, h.stuck,
                          "—" if h.retention_rate is None else f"{h.retention_rate:.0%}"] for h in group],
