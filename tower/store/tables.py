@@ -156,6 +156,12 @@ class Parcel(Base):
     last_scan_at: Mapped[datetime]
     checkpoint: Mapped[dict[str, Any]] = mapped_column(Json)
 
+    __table_args__ = (
+        # Undelivered parcels by their last scan: the parcel_stuck scan (migration 0008).
+        Index("ix_parcels_undelivered_scan", "last_scan_at",
+              postgresql_where=text("status <> 'delivered'"), sqlite_where=text("status <> 'delivered'")),
+    )
+
 
 class HubVisitRow(Base):
     """A parcel's stay at a hub; the hub x hour rollup is read from these."""
