@@ -251,6 +251,7 @@ def _hub_traffic(rig: Rig, hub: str, parcels: int, stuck: int) -> None:
         if i >= stuck:
             events.append(rig.ev("parcel.scanned", "H", T0 + 2 * H, parcel_id=pid, status="departed_hub",
                                  hub_id=hub))
+            events.append(rig.ev("parcel.scanned", "H", T0 + 6 * H, parcel_id=pid, status="delivered"))
     rig.feed(*events)
 
 
@@ -276,9 +277,28 @@ def test_parcel_stuck_grouped_under_hub_retention(engine: Engine, flows: FlowBoo
     assert [s["count"] for s in rig.open("parcel_stuck")] == [1]
     # Days later the cohort has no arrivals: the warning clears; the parcel still there pages alone.
     rig.feed(rig.ev("parcel.scanned", "H", T0 + 60 * H, parcel_id="hub-x-p1", status="departed_hub",
-                    hub_id="hub-x"))
+                    hub_id="hub-x"),
+             rig.ev("parcel.scanned", "H", T0 + 28 * H, parcel_id="hub-x-p0", status="delivered"),
+             rig.ev("parcel.scanned", "H", T0 + 64 * H, parcel_id="hub-x-p1", status="delivered"))
     rig.scan(T0 + 80 * H)
     assert rig.open("hub_retention") == [] and rig.open("parcel_stuck") == []
+
+
+def test_parcel_stuck_when_no_scan_sees_it_anywhere(rig: Rig) -> None:
+    """Lost between hubs or held at a delivery station: silent past the limit, not delivered."""
+    rig.order("S", hours=200)
+    rig.feed(rig.ev("tracking.assigned", "S", T0, carrier="sf", tracking_number="S1", parcel_id="S-p0"),
+             rig.ev("parcel.scanned", "S", T0 + H, parcel_id="S-p0", status="departed_hub", hub_id="hub-a"),
+             rig.ev("tracking.assigned", "S", T0, carrier="sf", tracking_number="S2", parcel_id="S-p1"),
+             rig.ev("parcel.scanned", "S", T0 + H, parcel_id="S-p1", status="delivered"))
+    rig.scan(T0 + 24.5 * H)
+    assert rig.open("parcel_stuck") == []
+    rig.scan(T0 + 25.5 * H)
+    [lost] = rig.open("parcel_stuck")
+    assert (lost["parcel_id"], lost["hub_id"], lost["parent_id"]) == ("S-p0", None, None)
+    assert lost["detail"]["last_status"] == "departed_hub"
+    rig.feed(rig.ev("parcel.scanned", "S", T0 + 26 * H, parcel_id="S-p0", status="out_for_delivery"))
+    assert rig.open("parcel_stuck") == []  # scanned again: it resolves itself
 
 
 def test_parcel_stuck_alone_pages(rig: Rig) -> None:

@@ -520,6 +520,23 @@ class RuleEngine:
             for scope, ex_id in open_scopes(work.conn, rule=inhibitor).items():
                 parents.setdefault(scope, ex_id)
         found: dict[str, Trigger] = {}
+        # Parcels no scan has seen for longer than the limit, wherever they were last
+        # (lost, held at a delivery station, between hubs); a parcel still at a hub is
+        # timed from its arrival there below (scans at the same hub do not move it).
+        for silent in reads.parcels_silent_since(work.conn, before=work.now - limit):
+            scope = f"parcel:{silent.parcel_id}"
+            where = silent.hub_id if silent.status == "arrived_hub" and silent.hub_id else None
+            found[scope] = Trigger(
+                rule=rule.id, scope_key=scope, tier=rule.tier, team=self.team(rule),
+                title=f"parcel {silent.parcel_id}: no scan for "
+                      f"{(work.now - silent.last_scan_at).total_seconds() / 3600:.0f} h "
+                      f"(last: {silent.status}{' at ' + silent.hub_id if silent.hub_id else ''})",
+                condition_since=silent.last_scan_at + limit, parcel_id=silent.parcel_id, hub_id=where,
+                high_priority=rule.high(rush=False),
+                parent_id=parents.get(f"hub:{where}") if where else None,
+                detail={"last_scan_at": silent.last_scan_at.isoformat(), "last_status": silent.status,
+                        "limit_h": limit.total_seconds() / 3600},
+            )
         for visit in reads.parcels_at_hubs_since(work.conn, before=work.now - limit):
             scope = f"parcel:{visit.parcel_id}"
             found[scope] = Trigger(

@@ -23,11 +23,12 @@ from sqlalchemy import Connection, Table, and_, case, func, literal_column, sele
 from tower.flows import FlowBook
 from tower.projection import IN_PROGRESS
 from tower.rules.conditions import OrderView
-from tower.store.tables import ExceptionRow, HubVisitRow, Order, RulePending, StageInterval
+from tower.store.tables import ExceptionRow, HubVisitRow, Order, Parcel, RulePending, StageInterval
 
 ORDERS = cast(Table, Order.__table__)
 VISITS = cast(Table, StageInterval.__table__)
 HUB_VISITS = cast(Table, HubVisitRow.__table__)
+PARCELS = cast(Table, Parcel.__table__)
 EXCEPTIONS = cast(Table, ExceptionRow.__table__)
 PENDING = cast(Table, RulePending.__table__)
 CHUNK = 1_000
@@ -77,6 +78,25 @@ def parcels_at_hubs_since(conn: Connection, *, before: datetime) -> list[OpenVis
         .where(h.c.departed_at.is_(None), h.c.arrived_at < before)
     )
     return [OpenVisit(p, hub, at) for p, hub, at in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class SilentParcel:
+    parcel_id: str
+    status: str
+    hub_id: str | None
+    last_scan_at: datetime
+
+
+def parcels_silent_since(conn: Connection, *, before: datetime) -> list[SilentParcel]:
+    """Undelivered parcels whose last scan, wherever it was, is older than ``before``
+    (partial index ``ix_parcels_undelivered_scan``, migration 0008)."""
+    p = PARCELS
+    rows = conn.execute(
+        select(p.c.parcel_id, p.c.status, p.c.hub_id, p.c.last_scan_at)
+        .where(p.c.status != "delivered", p.c.last_scan_at < before)
+    )
+    return [SilentParcel(pid, status, hub, at) for pid, status, hub, at in rows]
 
 
 @dataclass(frozen=True, slots=True)
