@@ -114,7 +114,15 @@ def severe_console_entries(driver: Any) -> list[dict[str, Any]]:
 
 def page_ready(driver: Any, name: str) -> bool:
     """The page's own content has rendered and the freshness line has an answer."""
-    marker = by_id(driver, "overview-kpi-in_flight" if name == "overview" else f"{name}-coming")
+    from selenium.webdriver.common.by import By
+
+    # Every page's components carry its page-prefixed ids (widgets/ids.py); the overview
+    # is ready when its tiles are there.
+    if name == "overview":
+        marker = by_id(driver, "overview-kpi-in_flight")
+    else:
+        found = driver.find_elements(By.CSS_SELECTOR, f"#_pages_content [id^='{name}-']")
+        marker = found[0] if found else None
     fresh = by_id(driver, "shell-freshness")
     return bool(marker is not None and fresh is not None and fresh.text not in ("", "…"))
 
