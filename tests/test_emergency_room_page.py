@@ -178,8 +178,8 @@ def test_forms_offer_the_policy_choices() -> None:
     assert names["raise"] == ["title", "team", "order", "high", "note"]
     resolve = er.form_fields("resolve", lang="zh-CN", policy=policy, exception=ex)
     select = next(c for c in walk(resolve) if getattr(c, "id", None) == er._field("cause"))
-    assert [o["value"] for o in select.options] == ["", *policy.root_causes]
-    assert select.options[1]["label"] == "包装材料短缺"
+    assert [o["value"] for o in select.options] == list(policy.root_causes)
+    assert select.options[0]["label"] == "包装材料短缺" and select.value == "" and select.placeholder
 
 
 # --- the moves against a real store ------------------------------------------------------------
@@ -310,12 +310,12 @@ def test_refresh_sends_only_what_changed_and_moves_show_at_once(screens: Screens
     detail = app.funcs["emergency-room-detail.children"]
     view = {"lang": "en", "kiosk": False, "query": QUERY}
 
-    rows, line, clock, sent = refresh(1, 0, "", view, {})
+    rows, line, clock, sent = refresh(1, 0, "*", view, {})
     assert [getattr(r, "data-er-ex") for r in rows] == [l3, l2]
     assert line == "2 in the queue · 0 overdue · L3 1 · L2 1"
     assert clock["now"] == T0.isoformat() and clock["rate"] == 1.0 and clock["words"]["left"] == "{t} left"
     tower.clock.t = T0 + timedelta(minutes=2)  # type: ignore[attr-defined]
-    again = refresh(2, 0, "", view, sent)
+    again = refresh(2, 0, "*", view, sent)
     assert again[0] is no_update and again[1] is no_update
     assert again[2]["now"] == (T0 + timedelta(minutes=2)).isoformat()
     assert refresh(3, 0, "management", view, {})[0][0].__getattribute__("data-er-ex") == l3

@@ -53,6 +53,7 @@ TIMELINE_LIMIT: Final = 200           # timeline entries in the detail panel
 MAX_HOURS: Final = 24 * 31            # longest snooze or next update (as the API)
 MAX_WHYS: Final = 5
 DEFAULT_ACTOR: Final = "operator"
+ALL_TEAMS: Final = "*"                # the team filter's "every team"
 ROW_ACTIONS: Final = ("ack", "assign", "step", "snooze", "resolve")
 FORM_ACTIONS: Final = ("assign", "step", "snooze", "resolve", "raise")
 # Field lengths as the HTTP API accepts them (tower/web/api_exceptions.py).
@@ -276,9 +277,10 @@ def _hours(name: str, text: str, *, value: float | None = None) -> Any:
 
 def _select(name: str, text: str, options: Sequence[tuple[str, str]], *, value: str | None,
             lang: Lang) -> Any:
-    choices = [{"label": s("f.choose", lang), "value": ""}] if value is None else []
-    choices += [{"label": shown, "value": v} for v, shown in options]
-    return _labelled(text, dbc.Select(id=_field(name), options=choices, value=value or ""))
+    # dbc.Select draws its own empty option (value "") for the placeholder.
+    return _labelled(text, dbc.Select(id=_field(name), options=[{"label": shown, "value": v}
+                                                                for v, shown in options],
+                                      value=value or "", placeholder=s("f.choose", lang)))
 
 
 def _note(lang: Lang) -> Any:
@@ -552,13 +554,13 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
         log.error("emergency room: %s", exc)
         policy = None
     teams = policy.teams if policy is not None else ()
-    chosen = team if team in teams else ""
+    chosen = team if team in teams else ALL_TEAMS
     view = {"lang": code, "kiosk": is_kiosk, "query": view_query}
     toolbar = html.Div(className="er-toolbar", hidden=is_kiosk, children=[
         html.Label(className="er-control", children=[
             html.Span(s("team_filter", code), className="form-label d-block mb-1"),
             dbc.Select(id=ids("team"), value=chosen, size="sm",
-                       options=[{"label": s("all_teams", code), "value": ""}]
+                       options=[{"label": s("all_teams", code), "value": ALL_TEAMS}]
                        + [{"label": label("team", x, code), "value": x} for x in teams]),
         ]),
         html.Label(className="er-control", title=s("actor_help", code), children=[
@@ -589,8 +591,8 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
         html.Div(id=ids("feedback"), className="er-feedback", role="status", **attrs(aria_live="polite")),
         dbc.Row(className="g-3", children=[
             dbc.Col(html.Div(id=ids("queue"), className="er-queue", role="list"),
-                    lg=12 if is_kiosk else 7, xxl=12 if is_kiosk else 8),
-            dbc.Col(html.Div(id=ids("detail"), className="er-detail-box"), lg=5, xxl=4,
+                    lg=12 if is_kiosk else 8),
+            dbc.Col(html.Div(id=ids("detail"), className="er-detail-box"), lg=4,
                     className="er-detail-col", style={"display": "none"} if is_kiosk else None),
         ]),
         dbc.Modal(id=ids("modal"), is_open=False, centered=True, keyboard=True, size="lg", children=[
@@ -681,7 +683,7 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         lang = normalise_lang(view.get("lang"))
         kiosk = bool(view.get("kiosk"))
         try:
-            data = gather(screens, team=team or None)
+            data = gather(screens, team=None if team in (None, "", ALL_TEAMS) else team)
         except PolicyConfigError as exc:
             message = html.Div(s("err.policy", lang, reason=str(exc)), className="er-empty text-danger")
             return [message], "", no_update, sent or {}
