@@ -118,7 +118,7 @@ def _bow(start: tuple[float, float], end: tuple[float, float], steps: int = 12
 
 
 def hub_traces(hubs: Sequence[HubPoint], lanes: Sequence[LaneLine], *, warn_share: float,
-               window_h: int, lang: Lang, theme: Theme) -> list[go.Scatter]:
+               window_h: int, lang: Lang, theme: Theme, text_size: int = 11) -> list[go.Scatter]:
     """Lanes (one line each, width by parcels; one hover point at each middle), then the
     hubs in two traces: retention up to the warning share (blue circles) and over it
     (vermilion diamonds), sized by the parcels there now."""
@@ -153,7 +153,7 @@ def hub_traces(hubs: Sequence[HubPoint], lanes: Sequence[LaneLine], *, warn_shar
         traces.append(go.Scatter(
             name=name, x=[h.lon for h in group], y=[h.lat for h in group],
             text=[h.label for h in group], mode="markers+text", textposition="top center",
-            textfont={"size": 11},
+            textfont={"size": text_size},
             texttemplate="%{text} %{customdata[1]}",
             customdata=[[h.hub_id, h.at_hub, h.stuck,
                          "—" if h.retention_rate is None else f"{h.retention_rate:.0%}"] for h in group],
@@ -165,9 +165,10 @@ def hub_traces(hubs: Sequence[HubPoint], lanes: Sequence[LaneLine], *, warn_shar
 
 
 def hub_map_figure(outline: Outline, hubs: Sequence[HubPoint], lanes: Sequence[LaneLine], *,
-                   warn_share: float, window_h: int, lang: Lang, theme: Theme) -> go.Figure:
+                   warn_share: float, window_h: int, lang: Lang, theme: Theme,
+                   text_size: int = 11) -> go.Figure:
     """The whole map: :func:`map_base` with :func:`hub_traces`."""
     fig = map_base(outline, theme=theme)
     fig.add_traces(hub_traces(hubs, lanes, warn_share=warn_share, window_h=window_h, lang=lang,
-                              theme=theme))
+                              theme=theme, text_size=text_size))
     return fig

@@ -40,6 +40,7 @@ WINDOWS_H: Final = (6, 12, 24, 48, 72)
 DEFAULT_WINDOW_H: Final = 24
 STUCK_PER_HUB: Final = 10      # rows of the stuck list per hub (the counts are exact)
 LANES_SHOWN: Final = 60        # the busiest lanes drawn on the map
+KIOSK_FONT: Final = 18           # px in the figures of a wall screen (CSS does not reach them)
 OUTLINE_PATH: Final = DEFAULT_DATA_DIR / "map" / "china-outline.json"  # shipped, not configuration
 
 
@@ -82,7 +83,7 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
             ]),
         ])
     return html.Div(className="tower-network", id=ids("page"), children=[
-        dcc.Store(id=ids("view"), data={"lang": code, "theme": shade}),
+        dcc.Store(id=ids("view"), data={"lang": code, "theme": shade, "kiosk": is_kiosk}),
         dcc.Store(id=ids("sent"), data={}),
         dcc.Store(id=ids("hub"), data=None),
         controls,
@@ -96,7 +97,7 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
             dbc.Col(xl=5, children=dbc.Card(body=True, children=[
                 html.H2(id=ids("map-title"), className="h6 mb-1"),
                 html.Div(className="network-map", children=dcc.Graph(
-                    id=ids("map"), config=MAP_CONFIG, figure=map_base(_outline(), theme=shade),
+                    id=ids("map"), config=MAP_CONFIG, figure=_map_base(shade, is_kiosk),
                     style={"height": "100%"})),
                 html.Div(id=ids("no-coords"), className="network-no-coords small"),
             ])),
@@ -108,6 +109,13 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
             html.Div(id=ids("stuck")),
         ]),
     ])
+
+
+def _map_base(theme: Theme, kiosk: bool) -> Any:
+    fig = map_base(_outline(), theme=theme)
+    if kiosk:
+        fig.update_layout(font={"size": KIOSK_FONT})
+    return fig
 
 
 def _blank(theme: Theme) -> dict[str, Any]:
@@ -274,6 +282,7 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
                  hub: str | None, view: dict[str, str], sent: dict[str, str] | None) -> tuple[Any, ...]:
         lang = normalise_lang(view.get("lang"))
         theme = palette.normalise_theme(view.get("theme"))
+        kiosk = bool(view.get("kiosk"))
         measure, window_h = _measure(measure_value), _window(window_value)
         data = gather(screens, window_h=window_h, hub_id=hub or None)
         sent = dict(sent or {})
@@ -295,6 +304,8 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         heat_title: Any = no_update
         if changed("heatmap", heat_key):
             heat = heatmap_figure(grid, measure=measure, warn_share=warn, zone=zone, lang=lang, theme=theme)
+            if kiosk:
+                heat.update_layout(font={"size": KIOSK_FONT})
             heat_title = t("network.heatmap.title", lang, measure=t(f"network.measure.{measure}", lang),
                            n=window_h)
         points, lanes, missing = map_parts(data, book, lang)
@@ -303,7 +314,8 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         if changed("map", [window_h, points, lanes]):
             map_fig = Patch()
             map_fig["data"] = [tr.to_plotly_json() for tr in hub_traces(
-                points, lanes, warn_share=warn, window_h=window_h, lang=lang, theme=theme)]
+                points, lanes, warn_share=warn, window_h=window_h, lang=lang, theme=theme,
+                text_size=KIOSK_FONT if kiosk else 11)]
             map_title = t("network.map.title", lang, n=window_h)
         missing_part = no_coords(missing, lang) if changed("no-coords", missing) else no_update
         loads_key = [(x.hub_id, x.stuck) for x in data.loads]
