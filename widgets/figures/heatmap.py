@@ -8,6 +8,7 @@ Both are pure.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,8 @@ from widgets.palette import Theme
 Measure = Literal["retention", "dwell", "arrivals"]
 MEASURES: Final[tuple[Measure, ...]] = ("retention", "dwell", "arrivals")
 HOUR_FORMAT: Final = "%m-%d %H:00"
-MAX_TICKS: Final = 12
+MAX_TICKS: Final = 10
+TICK_STEPS_H: Final = (1, 2, 3, 4, 6, 12, 24)
 
 
 def _mix(colour: str, toward: str, share: float) -> str:
@@ -138,14 +140,19 @@ def heatmap_figure(grid: HeatGrid, *, measure: Measure, warn_share: float, zone:
     hover = (f"%{{y}} · %{{x}}<br>{t(f'network.measure.{measure}', lang)}: {value}<br>"
              f"{t('network.heatmap.arrivals', lang)}: %{{customdata[0]}} · "
              f"{t('network.heatmap.retained', lang)}: %{{customdata[1]}}<extra></extra>")
+    values = [v for row in grid.z for v in row if v is not None]
     zmax = None
+    colorbar: dict[str, Any] = {"tickformat": ticks, "thickness": 12, "outlinewidth": 0}
     if measure == "retention":
-        zmax = max([2 * warn_share] + [v for row in grid.z for v in row if v is not None])
+        zmax = max([2 * warn_share, *values])
+    elif measure == "arrivals":
+        # Whole parcels: ticks one or more apart, never 0.2 shown as 0.
+        colorbar["dtick"] = max(1, math.ceil(max(values, default=1) / 5))
     fig.add_trace(go.Heatmap(
         x=list(grid.labels), y=list(grid.hub_labels), z=[list(r) for r in grid.z],
         customdata=custom, hovertemplate=hover, colorscale=colour_scale(theme),
         zmin=0, zmax=zmax, xgap=1, ygap=1, hoverongaps=False,
-        colorbar={"tickformat": ticks, "thickness": 12, "outlinewidth": 0},
+        colorbar=colorbar,
     ))
     ink = "#ffffff" if theme == "dark" else "#000000"
     fig.add_trace(go.Scatter(
@@ -159,10 +166,12 @@ def heatmap_figure(grid: HeatGrid, *, measure: Measure, warn_share: float, zone:
         **{**layout, "margin": {"l": 8, "r": 8, "t": 8, "b": 8}},
         legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
     )
-    step = max(1, -(-len(grid.labels) // MAX_TICKS))
-    shown = list(grid.labels[::step])
-    # "HH:00", with the date where it changes (and on the first tick).
-    text = [label if i == 0 or label[:5] != shown[i - 1][:5] else label[6:] for i, label in enumerate(shown)]
+    # Ticks on round local hours (every 1, 2, 3, 4, 6, 12 or 24 h), at most MAX_TICKS.
+    step = next((n for n in TICK_STEPS_H if len(grid.labels) / n <= MAX_TICKS), TICK_STEPS_H[-1])
+    shown = [label for label in grid.labels if int(label[6:8]) % step == 0] or list(grid.labels[:1])
+    # "HH:00", with the date under it where it changes (and on the first tick).
+    text = [f"{label[6:]}<br>{label[:5]}" if i == 0 or label[:5] != shown[i - 1][:5] else label[6:]
+            for i, label in enumerate(shown)]
     fig.update_xaxes(type="category", title={"text": t("network.heatmap.hour", lang, zone=zone.key)},
                      tickmode="array", tickvals=shown, ticktext=text, tickangle=0, showgrid=False,
                      automargin=True)
