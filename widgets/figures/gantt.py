@@ -169,10 +169,10 @@ def gantt_figure(rows: Sequence[GanttRow], *, marks: Sequence[GanttMark] = (), n
         ))
     layout = palette.figure_layout(theme)
     fig.update_layout(
-        **{**layout, "margin": {"l": 8, "r": 16, "t": 56 if title else 40, "b": 8}},
+        **{**layout, "margin": {"l": 8, "r": 16, "t": 56 if title else 28, "b": 8}},
         barmode="overlay", bargap=0.2,
         title={"text": title, "x": 0, "xanchor": "left"} if title else None,
-        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
+        legend={"orientation": "h", "y": -0.04, "yanchor": "top", "x": 0},
         height=110 + 40 * max(len(rows), 2),
         hovermode="closest",
     )

@@ -495,14 +495,17 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         query = _view_query(search)
         head = (detail_head(detail, data["exceptions"], screens, lang, query)
                 if changed("head", head_key) else no_update)
-        figure = no_update
+        figure: Any = no_update
+        style: Any = no_update
         if changed("gantt", gantt_key):
             figure, _over = gantt_for(detail, data["events"], data["now"], screens, lang, theme)
+            # The graph takes the figure's height (it grows with the stays), not its box's.
+            style = {"display": "block", "height": f"{figure.layout.height}px"}
         items = no_update
         if changed("events", events_key):
             items = timeline([timeline_item(e, detail.row.flow, screens, lang) for e in data["events"]],
                              lang, truncated=len(data["events"]) >= EVENTS_SHOWN)
-        return count_out, head, figure, {"display": "block"}, items, sent
+        return count_out, head, figure, style, items, sent
 
 
 def _view_query(search: str | None) -> str:
