@@ -55,7 +55,7 @@
 
   function tick() {
     var now = towerNow();
-    if (now === null) { return; }
+    if (now === null) { keepFocus(); return; }
     var els = document.querySelectorAll("#" + ROOT + " [data-er-deadline]");
     for (var i = 0; i < els.length; i++) {
       var el = els[i];
@@ -70,6 +70,104 @@
       if (row && kind === "respond") { row.setAttribute("data-er-overdue", late ? "1" : "0"); }
     }
     keepFocus();
+  }
+
+  /* --- drawing the queue: plain DOM from the server's row data, keyed by exception;
+     a row is rebuilt only when its version changed, and rows already in place stay
+     (so the focus stays). Text goes in with textContent, never as HTML. --- */
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) { e.className = cls; }
+    if (text !== undefined && text !== null) { e.textContent = text; }
+    return e;
+  }
+
+  function actionButton(action, ex, q, cls) {
+    var b = el("button", cls || ("btn btn-sm " + (action === "ack" ? "btn-primary" : "btn-outline-secondary")),
+               q.labels[action]);
+    b.type = "button";
+    b.title = q.labels[action] + " (" + q.keys[action] + ")";
+    b.setAttribute("data-er-action", action);
+    b.setAttribute("data-er-ex", ex);
+    return b;
+  }
+
+  function buildRow(r, q) {
+    var row = el("div", "er-row");
+    row.tabIndex = 0;
+    row.setAttribute("role", "listitem");
+    row.setAttribute("data-er-ex", r.id);
+    row.setAttribute("data-er-tier", r.tier);
+    row.setAttribute("data-er-status", r.status);
+    row.setAttribute("data-er-overdue", "0");
+    row.setAttribute("data-er-v", r.v);
+    row.setAttribute("aria-label", r.title);
+    var tier = el("div", "er-tier");
+    tier.appendChild(el("span", "tower-tier tower-tier-" + r.tier, r.tier));
+    if (r.hp) { tier.appendChild(el("span", "er-hp", q.hp)); }
+    var cd = el("span", "er-countdown", r.text);
+    cd.title = q.countdown_label;
+    cd.setAttribute("data-er-late", "0");
+    if (r.deadline) {
+      cd.setAttribute("data-er-deadline", r.deadline);
+      cd.setAttribute("data-er-kind", r.kind);
+    }
+    var clockBox = el("div", "er-clock");
+    clockBox.appendChild(cd);
+    var main = el("div", "er-main");
+    if (q.kiosk) {
+      main.appendChild(el("span", "er-title", r.title));
+    } else {
+      main.appendChild(actionButton("open", r.id, q, "er-title btn btn-link p-0 text-start")).textContent = r.title;
+    }
+    var meta = el("div", "er-meta");
+    r.meta.forEach(function (part, i) {
+      if (i) { meta.appendChild(document.createTextNode(" · ")); }
+      if (part && typeof part === "object") {
+        var a = el("a", "", part.text);
+        a.href = part.href;
+        meta.appendChild(a);
+      } else {
+        meta.appendChild(document.createTextNode(part));
+      }
+    });
+    main.appendChild(meta);
+    if (r.step) { main.appendChild(el("div", "er-step", r.step)); }
+    row.appendChild(tier);
+    row.appendChild(clockBox);
+    row.appendChild(main);
+    if (!q.kiosk) {
+      var actions = el("div", "er-actions");
+      ["ack", "assign", "step", "snooze", "resolve"].forEach(function (a) {
+        if (a !== "ack" || r.ack) { actions.appendChild(actionButton(a, r.id, q)); }
+      });
+      row.appendChild(actions);
+    }
+    return row;
+  }
+
+  function draw(q) {
+    var box = document.getElementById("emergency-room-queue");
+    if (!box || !q) { return; }
+    var old = {};
+    Array.prototype.forEach.call(box.querySelectorAll(":scope > .er-row"), function (r) {
+      old[r.getAttribute("data-er-ex")] = r;
+    });
+    var wanted = (q.rows || []).map(function (r) {
+      var node = old[r.id];
+      return node && node.getAttribute("data-er-v") === r.v ? node : buildRow(r, q);
+    });
+    if (!wanted.length) { wanted = [el("div", "er-empty", q.empty)]; }
+    var cursor = box.firstChild;
+    wanted.forEach(function (node) {
+      if (node === cursor) { cursor = cursor.nextSibling; } else { box.insertBefore(node, cursor); }
+    });
+    while (cursor) {
+      var next = cursor.nextSibling;
+      box.removeChild(cursor);
+      cursor = next;
+    }
+    tick();
   }
 
   function send(action, ex) {
@@ -157,6 +255,12 @@
 
   window.dash_clientside = window.dash_clientside || {};
   window.dash_clientside.emergencyRoom = {
+    /* A refresh brought a changed queue: draw it. */
+    draw: function (q) {
+      draw(q);
+      return "";
+    },
+
     /* A refresh brought the tower's clock: re-anchor the countdowns and tick now. */
     clock: function (data) {
       if (data && data.now) {

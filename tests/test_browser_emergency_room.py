@@ -85,6 +85,21 @@ def row(driver: Any, ex_id: str) -> Any:
     return found[0] if found else None
 
 
+def row_attr(driver: Any, ex_id: str, name: str) -> str | None:
+    """An attribute of a row, read in one go (rows are redrawn when they change)."""
+    value = driver.execute_script(
+        "var r = document.querySelector("
+        "'#emergency-room-queue .er-row[data-er-ex=\"' + arguments[0] + '\"]');"
+        "return r ? (arguments[1] === 'text' ? r.innerText : r.getAttribute(arguments[1])) : null;",
+        ex_id, name)
+    return None if value is None else str(value)
+
+
+def focused_ex(driver: Any) -> str | None:
+    value = driver.execute_script("var a = document.activeElement; return a && a.getAttribute('data-er-ex');")
+    return None if value is None else str(value)
+
+
 def queue_ready(driver: Any) -> bool:
     fresh = by_id(driver, "shell-freshness")
     return bool(css(driver, "#emergency-room-queue .er-row") and fresh is not None
@@ -97,8 +112,10 @@ def open_page(driver: Any, base: str, query: str = "?lang=en") -> None:
 
 
 def countdown_text(driver: Any, ex_id: str) -> str:
-    found = css(driver, f'.er-row[data-er-ex="{ex_id}"] .er-countdown')
-    return str(found[0].text) if found else ""
+    value = driver.execute_script(
+        "var c = document.querySelector('.er-row[data-er-ex=\"' + arguments[0] + '\"] .er-countdown');"
+        "return c ? c.innerText : '';", ex_id)
+    return str(value or "")
 
 
 def test_acknowledge_and_resolve_by_clicking(browser: Any, seeded: dict[str, Any]) -> None:  # noqa: F811
@@ -117,11 +134,10 @@ def test_acknowledge_and_resolve_by_clicking(browser: Any, seeded: dict[str, Any
     css(browser, f'[data-er-action="ack"][data-er-ex="{ack_id}"]')[0].click()
     wait_for(lambda: status_of(seeded, ack_id)["status"] == "acknowledged", what="acknowledged in the DB")
     assert last_entry(seeded, ack_id)["actor"] == "alice"
-    wait_for(lambda: row(browser, ack_id) is not None
-             and row(browser, ack_id).get_attribute("data-er-status") == "acknowledged"
+    wait_for(lambda: row_attr(browser, ack_id, "data-er-status") == "acknowledged"
              and not css(browser, f'[data-er-action="ack"][data-er-ex="{ack_id}"]'),
              what="acknowledged on the page")
-    assert "acknowledged" in row(browser, ack_id).text
+    assert "acknowledged" in (row_attr(browser, ack_id, "text") or "")
     assert "Acknowledged: Parcel lost at hub SH-2" in by_id(browser, "emergency-room-feedback").text
 
     # Resolve: the form, a root cause, and the exception leaves the queue.
@@ -149,9 +165,10 @@ def test_countdowns_tick_and_the_late_update_is_red(browser: Any, seeded: dict[s
     later = wait_for(lambda: (lambda now: now != first and now)(countdown_text(browser, tick_id)),
                      timeout=20, what="the countdown to move")
     assert later.endswith(" left") and later != first
-    late = css(browser, f'.er-row[data-er-ex="{late_id}"] .er-countdown')[0]
-    assert late.text.startswith("update late") and late.get_attribute("data-er-late") == "1"
-    assert "customs broker called" in row(browser, late_id).text
+    late = wait_for(lambda: countdown_text(browser, late_id), what="the late update")
+    assert late.startswith("update late")
+    assert css(browser, f'.er-row[data-er-ex="{late_id}"] .er-countdown[data-er-late="1"]')
+    assert "customs broker called" in (row_attr(browser, late_id, "text") or "")
 
 
 def test_keyboard_moves_acknowledges_and_opens_the_detail(browser: Any,  # noqa: F811
@@ -164,13 +181,11 @@ def test_keyboard_moves_acknowledges_and_opens_the_detail(browser: Any,  # noqa:
     keys = ActionChains(browser)
     browser.execute_script("document.activeElement && document.activeElement.blur();")
     keys.send_keys("j").perform()  # the first row: the L3 comes first
-    wait_for(lambda: browser.switch_to.active_element.get_attribute("data-er-ex") == keys_id,
-             what="the L3 row focused")
+    wait_for(lambda: focused_ex(browser) == keys_id, what="the L3 row focused")
     keys.send_keys("a").perform()
     wait_for(lambda: status_of(seeded, keys_id)["status"] == "acknowledged", what="acknowledged by key")
-    wait_for(lambda: row(browser, keys_id).get_attribute("data-er-status") == "acknowledged"
-             and browser.switch_to.active_element.get_attribute("data-er-ex") == keys_id,
-             what="the row re-drawn, still focused")
+    wait_for(lambda: row_attr(browser, keys_id, "data-er-status") == "acknowledged"
+             and focused_ex(browser) == keys_id, what="the row re-drawn, still focused")
     keys.send_keys(Keys.ENTER).perform()
     wait_for(lambda: by_id(browser, "emergency-room-detail-title") is not None
              and by_id(browser, "emergency-room-detail-title").text == "Cold chain excursion on SO-77",

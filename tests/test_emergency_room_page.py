@@ -74,11 +74,6 @@ def walk(component: Any) -> Iterator[Any]:
     yield from walk(getattr(component, "children", None))
 
 
-def buttons(component: Any) -> list[tuple[str, str | None]]:
-    return [(getattr(c, "data-er-action"), getattr(c, "data-er-ex", None)) for c in walk(component)
-            if hasattr(c, "data-er-action")]
-
-
 def item(ex_id: str = "EX-1", **kw: Any) -> dict[str, Any]:
     base = {"id": ex_id, "rule": "parcel_stuck", "title": f"title {ex_id}", "tier": "L2",
             "status": "triggered", "team": "logistics", "assignee": None, "order_id": "SO-1",
@@ -92,20 +87,13 @@ def item(ex_id: str = "EX-1", **kw: Any) -> dict[str, Any]:
 
 # --- pure parts ----------------------------------------------------------------------------
 
-def test_clock_text_reads_as_a_countdown() -> None:
-    assert [er.clock_text(x) for x in (0, 59, 61, 3599, 3600, 5400, -75, 100_000)] == [
-        "00:00", "00:59", "01:01", "59:59", "1:00:00", "1:30:00", "01:15", "27:46:40"]
-
-
 def test_countdown_to_the_deadline_then_to_the_next_update() -> None:
-    text, deadline, kind, late = er.countdown(item(), T0, "en")
-    assert (text, kind, late) == ("1:30:00 left", "respond", False) and deadline == item()["respond_by"]
-    text, _, _, late = er.countdown(item(), T0 + timedelta(hours=2), "zh-CN")
-    assert (text, late) == ("已超时 30:00", True)
+    assert er.deadline_of(item()) == (item()["respond_by"], "respond")
     acked = item(status="acknowledged", next_update_at=(T0 + timedelta(hours=2)).isoformat())
-    assert er.countdown(acked, T0, "en")[0] == "update in 2:00:00"
-    assert er.countdown(acked, T0 + timedelta(hours=3), "en")[0] == "update late 1:00:00"
-    assert er.countdown(item(status="acknowledged"), T0, "en") == ("acknowledged", None, "none", False)
+    assert er.deadline_of(acked) == (acked["next_update_at"], "update")
+    assert er.deadline_of(item(status="acknowledged")) == (None, "none")
+    assert er.countdown_words("zh-CN") == {"left": "剩余 {t}", "overdue": "已超时 {t}",
+                                           "update_in": "{t} 后更新", "update_late": "更新已逾期 {t}"}
 
 
 def test_clock_rate_follows_a_scaled_clock() -> None:
@@ -127,41 +115,36 @@ def test_every_team_and_root_cause_of_the_policy_is_translated() -> None:
     assert set(i18n.CATALOGUE["en"]) == set(i18n.CATALOGUE["zh-CN"])
 
 
-def test_rows_carry_deadline_actions_and_the_order_link() -> None:
+def test_rows_carry_deadline_moves_and_the_order_link() -> None:
     items = [item("EX-1", tier="L3", high_priority=True, count=3, grouped=2, escalations=1),
              item("EX-2", status="acknowledged", respond_by=None, seconds_left=None, assignee="li",
                   handling_step="carrier contacted", next_update_at=(T0 + timedelta(hours=2)).isoformat())]
-    rows = er.queue_rows(items, now=T0 + timedelta(hours=2), lang="en", zone=ZONE, kiosk=False,
-                         view_query="?lang=en&theme=dark")
-    first, second = rows
-    assert getattr(first, "data-er-ex") == "EX-1" and getattr(first, "data-er-overdue") == "1"
-    assert first.tabIndex == 0
-    words = " ".join(texts(first))
-    assert "overdue 30:00" in words and "HIGH PRIORITY" in words and "seen 3×" in words
-    assert "2 grouped" in words and "escalated 1×" in words and "team logistics" in words
-    assert buttons(first) == [("open", "EX-1"), ("ack", "EX-1"), ("assign", "EX-1"), ("step", "EX-1"),
-                              ("snooze", "EX-1"), ("resolve", "EX-1")]
-    links = [c.href for c in walk(first) if getattr(c, "href", None)]
-    assert links == ["/orders?lang=en&theme=dark&order=SO-1"]
-    # acknowledged: no Ack, counts down to the promised update, shows the step
-    assert ("ack", "EX-2") not in buttons(second)
-    assert getattr(second, "data-er-overdue") == "0"
-    words = " ".join(texts(second))
-    assert "Step: carrier contacted" in words and "assignee li" in words and "update in 00:00" in words
+    q = er.queue_data(items, lang="en", zone=ZONE, kiosk=False, view_query="?lang=en&theme=dark")
+    first, second = q["rows"]
+    assert (first["id"], first["tier"], first["hp"], first["ack"]) == ("EX-1", "L3", True, True)
+    assert (first["deadline"], first["kind"], first["text"]) == (items[0]["respond_by"], "respond", "")
+    link = {"text": "order SO-1", "href": "/orders?lang=en&theme=dark&order=SO-1"}
+    assert first["meta"] == ["triggered", link, "promised 03-03 16:00", "team logistics", "unassigned",
+                             "seen 3×", "2 grouped", "escalated 1×"]
+    assert second["ack"] is False and second["kind"] == "update" and "assignee li" in second["meta"]
+    assert second["step"] == "Step: carrier contacted · next update 03-02 18:00"
+    assert q["labels"]["ack"] == "Ack" and q["keys"]["resolve"] == "r" and not q["kiosk"]
+    assert first["v"] != second["v"] and len(first["v"]) == 16
+    none = er.queue_data([item(status="acknowledged")], lang="zh-CN", zone=ZONE, kiosk=True,
+                         view_query="?lang=zh-CN")
+    assert none["rows"][0]["text"] == "已确认" and none["rows"][0]["deadline"] is None
+    assert none["rows"][0]["meta"][1] == "订单 SO-1" and none["kiosk"]  # no link on a wall
+    empty = er.queue_data([], lang="en", zone=ZONE, kiosk=False, view_query=QUERY)
+    assert empty["rows"] == [] and empty["empty"] == er.s("empty", "en")
 
 
-def test_kiosk_rows_have_no_buttons_and_an_empty_queue_says_so() -> None:
-    rows = er.queue_rows([item()], now=T0, lang="zh-CN", zone=ZONE, kiosk=True, view_query="?lang=zh-CN")
-    assert buttons(rows) == [] and "剩余 1:30:00" in texts(rows)
-    assert texts(er.queue_rows([], now=T0, lang="en", zone=ZONE, kiosk=False, view_query=QUERY)) == [
-        er.s("empty", "en")]
+def test_a_row_changes_version_only_with_its_data() -> None:
+    def version(**kw: Any) -> str:
+        return str(er.queue_data([item(**kw)], lang="en", zone=ZONE, kiosk=False,
+                                  view_query=QUERY)["rows"][0]["v"])
 
-
-def test_refresh_hash_ignores_the_passing_of_time() -> None:
-    a = er.stable([item(seconds_left=10, overdue=False)])
-    b = er.stable([item(seconds_left=-5, overdue=True)])
-    assert er.digest(a) == er.digest(b)
-    assert er.digest(er.stable([item(status="acknowledged")])) != er.digest(a)
+    assert version(seconds_left=10, overdue=False) == version(seconds_left=-5, overdue=True)
+    assert version(status="acknowledged") != version()
 
 
 def test_forms_offer_the_policy_choices() -> None:
@@ -298,7 +281,7 @@ def test_refresh_sends_only_what_changed_and_moves_show_at_once(screens: Screens
     seed(tower, policy, "stage:picking", rule="stage_over_benchmark")  # an improvement item
     app = FakeApp()
     er.register_callbacks(app, screens)  # type: ignore[arg-type]
-    refresh = app.funcs["emergency-room-queue.children"]
+    refresh = app.funcs["emergency-room-rows.data"]
 
     def desk(intent: Any, submit: Any, target: Any, values: list[Any], names: list[str]) -> Any:
         trigger = er.ids("submit") if submit else er.ids("intent")
@@ -311,14 +294,14 @@ def test_refresh_sends_only_what_changed_and_moves_show_at_once(screens: Screens
     view = {"lang": "en", "kiosk": False, "query": QUERY}
 
     rows, line, clock, sent = refresh(1, 0, "*", view, {})
-    assert [getattr(r, "data-er-ex") for r in rows] == [l3, l2]
+    assert [r["id"] for r in rows["rows"]] == [l3, l2]
     assert line == "2 in the queue · 0 overdue · L3 1 · L2 1"
     assert clock["now"] == T0.isoformat() and clock["rate"] == 1.0 and clock["words"]["left"] == "{t} left"
     tower.clock.t = T0 + timedelta(minutes=2)  # type: ignore[attr-defined]
     again = refresh(2, 0, "*", view, sent)
     assert again[0] is no_update and again[1] is no_update
     assert again[2]["now"] == (T0 + timedelta(minutes=2)).isoformat()
-    assert refresh(3, 0, "management", view, {})[0][0].__getattribute__("data-er-ex") == l3
+    assert [r["id"] for r in refresh(3, 0, "management", view, {})[0]["rows"]] == [l3]
 
     # Ack by intent (a click or the a key): acknowledged, and the queue re-sent.
     out = desk({"action": "ack", "ex": l2, "n": 1}, None, None, [], [])
@@ -339,7 +322,7 @@ def test_refresh_sends_only_what_changed_and_moves_show_at_once(screens: Screens
     assert closed[0] is False and closed[6] == 2
     assert row(tower, l3)["root_cause"]["cause"] == "hub_congestion"
     rows, line, *_ = refresh(5, 2, "", view, sent)
-    assert [getattr(r, "data-er-ex") for r in rows] == [l2]
+    assert [r["id"] for r in rows["rows"]] == [l2] and line.startswith("1 in the queue")
 
     # Detail: fields, order link, timeline with who and when (in TOWER_TZ); re-sent only on change.
     assert desk({"action": "open", "ex": l3, "n": 3}, None, None, [], [])[7] == l3
@@ -357,8 +340,8 @@ def test_kiosk_refresh_has_no_buttons_and_ignores_moves(screens: Screens, policy
     app = FakeApp()
     er.register_callbacks(app, screens)  # type: ignore[arg-type]
     view = {"lang": "zh-CN", "kiosk": True, "query": "?lang=zh-CN&kiosk=1"}
-    rows, line, *_ = app.funcs["emergency-room-queue.children"](1, 0, "", view, {})
-    assert buttons(rows) == [] and line.startswith("队列中 1 个")
+    rows, line, *_ = app.funcs["emergency-room-rows.data"](1, 0, "", view, {})
+    assert rows["kiosk"] is True and line.startswith("队列中 1 个")
     out = er.desk(screens, trigger=er.ids("intent"), intent={"action": "ack", "ex": ex_id, "n": 1},
                   target=None, fields={}, actor="x", view=view, changed=0)
     assert all(o is no_update for o in out)

@@ -96,36 +96,23 @@ def clock_rate(clock: Clock) -> float:
 
 # --- countdowns --------------------------------------------------------------------------
 
-def clock_text(seconds: float) -> str:
-    """``mm:ss`` under an hour, else ``h:mm:ss`` (the sign is left to the words)."""
-    total = abs(round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
-
-
 def countdown_words(lang: Lang) -> dict[str, str]:
-    """The countdown templates the browser fills every second (``{t}`` is the time)."""
+    """The countdown templates the browser fills every second (``{t}`` is h:mm:ss)."""
     return {k: s(k, lang) for k in ("left", "overdue", "update_in", "update_late")}
 
 
-def countdown(item: Mapping[str, Any], now: datetime, lang: Lang) -> tuple[str, str | None, str, bool]:
-    """(text, deadline ISO or None, kind, late) of a queue item at ``now``.
+def deadline_of(item: Mapping[str, Any]) -> tuple[str | None, str]:
+    """(deadline ISO, kind) a queue item counts down to.
 
-    An unacknowledged exception counts down to its response deadline; an acknowledged
-    one to its next promised update, when a handling step set one.
+    An unacknowledged exception counts down to its response deadline ("respond"); an
+    acknowledged one to its next promised update ("update"), when a handling step set
+    one; else nothing ("none").
     """
     if item.get("respond_by") and item.get("status") == "triggered":
-        deadline, kind = str(item["respond_by"]), "respond"
-    elif item.get("next_update_at"):
-        deadline, kind = str(item["next_update_at"]), "update"
-    else:
-        return s("no_deadline", lang), None, "none", False
-    left = round((datetime.fromisoformat(deadline) - now).total_seconds())
-    late = left < 0
-    word = {("respond", False): "left", ("respond", True): "overdue",
-            ("update", False): "update_in", ("update", True): "update_late"}[(kind, late)]
-    return s(word, lang, t=clock_text(left)), deadline, kind, late
+        return str(item["respond_by"]), "respond"
+    if item.get("next_update_at"):
+        return str(item["next_update_at"]), "update"
+    return None, "none"
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -138,11 +125,6 @@ def gather(screens: Screens, *, team: str | None = None) -> dict[str, Any]:
         items = queue.emergency_room(conn, now=now, team=team, limit=QUEUE_LIMIT,
                                      exclude_rules=policy_of(screens).improvement_rules)
     return {"now": now.isoformat(), "rate": clock_rate(tower.clock), "items": items}
-
-
-def stable(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The items without what only the passing of time changes (hashed to skip re-sends)."""
-    return [{k: v for k, v in i.items() if k not in ("seconds_left", "overdue")} for i in items]
 
 
 def attrs(**values: object) -> dict[str, Any]:
@@ -174,30 +156,31 @@ def order_href(order_id: str, view_query: str) -> str:
 
 
 # --- the queue ---------------------------------------------------------------------------
+# The rows go to the browser as plain data that assets/emergency_room.js draws (and
+# re-draws only where a row changed): 200 rows of Dash components cost the server far
+# more than the 100 ms a refresh may take. Nothing in a row changes with time alone, so
+# an unchanged queue is not re-sent; the countdowns are the browser's.
+
+KEYS: Final = {"ack": "a", "assign": "t", "step": "s", "snooze": "z", "resolve": "r", "open": "Enter"}
+
 
 def action_button(action: str, ex_id: str, lang: Lang) -> Any:
-    key = {"ack": "a", "assign": "t", "step": "s", "snooze": "z", "resolve": "r", "open": "Enter"}
+    """A move's button (the detail panel's; the queue's are drawn by the browser alike)."""
     tone = "btn-primary" if action == "ack" else "btn-outline-secondary"
     return html.Button(s(f"act.{action}", lang), type="button", className=f"btn btn-sm {tone}",
-                       title=f"{s(f'act.{action}', lang)} ({key.get(action, '')})",
+                       title=f"{s(f'act.{action}', lang)} ({KEYS[action]})",
                        **attrs(er_action=action, er_ex=ex_id))
 
 
-def row_actions(item: Mapping[str, Any], lang: Lang) -> list[Any]:
-    """The moves offered on a row: Ack only while it waits for its first response."""
-    return [action_button(a, str(item["id"]), lang) for a in ROW_ACTIONS
-            if a != "ack" or item["status"] == "triggered"]
-
-
-def queue_row(item: Mapping[str, Any], *, now: datetime, lang: Lang, zone: ZoneInfo, kiosk: bool,
-              view_query: str) -> Any:
-    """One exception of the queue: tier, live countdown, what and where, the moves."""
-    ex_id = str(item["id"])
-    text, deadline, kind, late = countdown(item, now, lang)
+def row_data(item: Mapping[str, Any], *, lang: Lang, zone: ZoneInfo, kiosk: bool,
+             view_query: str) -> dict[str, Any]:
+    """One exception of the queue as the browser draws it: tier, deadline, what and where."""
+    deadline, kind = deadline_of(item)
     meta: list[Any] = [status_label(str(item["status"]), lang)]
     if item.get("order_id"):
         order = s("order", lang, id=item["order_id"])
-        meta.append(order if kiosk else dcc.Link(order, href=order_href(str(item["order_id"]), view_query)))
+        href = order_href(str(item["order_id"]), view_query)
+        meta.append(order if kiosk else {"text": order, "href": href})
         if item.get("promised_at"):
             meta.append(s("promised", lang, at=local(item["promised_at"], zone)))
     if item.get("parcel_id"):
@@ -206,51 +189,32 @@ def queue_row(item: Mapping[str, Any], *, now: datetime, lang: Lang, zone: ZoneI
         meta.append(s("hub", lang, id=item["hub_id"]))
     meta.append(s("team", lang, team=label("team", str(item["team"]), lang)))
     meta.append(s("assignee", lang, name=item["assignee"]) if item.get("assignee") else s("unassigned", lang))
-    if item.get("count", 1) > 1:
+    if (item.get("count") or 1) > 1:
         meta.append(s("seen", lang, n=item["count"]))
     if item.get("grouped"):
         meta.append(s("grouped", lang, n=item["grouped"]))
     if item.get("escalations"):
         meta.append(s("escalated", lang, n=item["escalations"]))
-    line: list[Any] = []
-    for part in meta:
-        line += [" · ", part] if line else [part]
-    main: list[Any] = [
-        html.Span(str(item["title"]), className="er-title") if kiosk else
-        html.Button(str(item["title"]), type="button", className="er-title btn btn-link p-0 text-start",
-                    **attrs(er_action="open", er_ex=ex_id)),
-        html.Div(line, className="er-meta"),
-    ]
+    step = None
     if item.get("handling_step"):
         step = s("step", lang, step=item["handling_step"])
         if item.get("next_update_at"):
             step += " · " + s("next_update", lang, at=local(item["next_update_at"], zone))
-        main.append(html.Div(step, className="er-step"))
-    tier = str(item["tier"])
-    badges: list[Any] = [html.Span(tier, className=f"tower-tier tower-tier-{tier}")]
-    if item.get("high_priority"):
-        badges.append(html.Span(s("high_priority", lang), className="er-hp"))
-    children = [
-        html.Div(badges, className="er-tier"),
-        html.Div(html.Span(text, className="er-countdown", title=s("countdown_label", lang),
-                           **attrs(er_late="1" if late else "0", er_deadline=deadline,
-                                    er_kind=kind if deadline else None)),
-                 className="er-clock"),
-        html.Div(main, className="er-main"),
-    ]
-    if not kiosk:
-        children.append(html.Div(row_actions(item, lang), className="er-actions"))
-    return html.Div(children, className="er-row", tabIndex=0, role="listitem", **attrs(
-        er_ex=ex_id, er_tier=tier, er_status=str(item["status"]),
-        er_overdue="1" if late and kind == "respond" else "0", aria_label=str(item["title"])))
+    return {"id": str(item["id"]), "tier": str(item["tier"]), "status": str(item["status"]),
+            "title": str(item["title"]), "hp": bool(item.get("high_priority")), "meta": meta, "step": step,
+            "deadline": deadline, "kind": kind, "text": s("no_deadline", lang) if deadline is None else "",
+            "ack": item["status"] == "triggered"}
 
 
-def queue_rows(items: Sequence[Mapping[str, Any]], *, now: datetime, lang: Lang, zone: ZoneInfo,
-               kiosk: bool, view_query: str) -> list[Any]:
-    """Every row of the queue, or a line saying it is clear."""
-    if not items:
-        return [html.Div(s("empty", lang), className="er-empty")]
-    return [queue_row(i, now=now, lang=lang, zone=zone, kiosk=kiosk, view_query=view_query) for i in items]
+def queue_data(items: Sequence[Mapping[str, Any]], *, lang: Lang, zone: ZoneInfo, kiosk: bool,
+               view_query: str) -> dict[str, Any]:
+    """The whole queue for the browser: rows (each with a version), labels, the empty line."""
+    rows = [row_data(i, lang=lang, zone=zone, kiosk=kiosk, view_query=view_query) for i in items]
+    for r in rows:
+        r["v"] = digest(r)
+    return {"rows": rows, "kiosk": kiosk, "empty": s("empty", lang),
+            "labels": {a: s(f"act.{a}", lang) for a in (*ROW_ACTIONS, "open")}, "keys": KEYS,
+            "countdown_label": s("countdown_label", lang), "hp": s("high_priority", lang)}
 
 
 # --- forms -------------------------------------------------------------------------------
@@ -576,6 +540,8 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
         dcc.Store(id=ids("view"), data=view),
         dcc.Store(id=ids("sent"), data={}),
         dcc.Store(id=ids("clock")),
+        dcc.Store(id=ids("rows")),
+        html.Div(id=ids("drawn"), hidden=True),
         dcc.Store(id=ids("intent")),
         dcc.Store(id=ids("changed"), data=0),
         dcc.Store(id=ids("selected")),
@@ -611,6 +577,30 @@ def _feedback(outcome: Outcome) -> Any:
     return dbc.Alert(outcome.message, color="success" if outcome.ok else "danger", dismissable=True,
                      duration=8000 if outcome.ok else None, className="py-2 mb-2",
                      id=ids("feedback-alert"))
+
+
+def refresh(screens: Screens, *, team: str | None, view: Mapping[str, Any],
+            sent: Mapping[str, str] | None) -> tuple[Any, ...]:
+    """The queue, its summary line and the tower's clock; a part is sent only when it
+    changed (its hash kept in ``sent``). Returns (rows, summary, clock, sent)."""
+    lang = normalise_lang(view.get("lang"))
+    kiosk = bool(view.get("kiosk"))
+    hashes = dict(sent or {})
+    try:
+        data = gather(screens, team=None if team in (None, "", ALL_TEAMS) else team)
+    except PolicyConfigError as exc:
+        return {"rows": [], "empty": s("err.policy", lang, reason=str(exc))}, "", no_update, hashes
+    items = data["items"]
+    clock = {"now": data["now"], "rate": data["rate"], "words": countdown_words(lang)}
+    rows = queue_data(items, lang=lang, zone=screens.settings.zone, kiosk=kiosk,
+                      view_query=str(view.get("query") or "?lang=" + lang))
+    parts: dict[str, Any] = {"rows": rows, "summary": summary(items, lang)}
+    out: dict[str, Any] = {}
+    for part, value in parts.items():
+        key = digest(value)
+        out[part] = no_update if hashes.get(part) == key else value
+        hashes[part] = key
+    return out["rows"], out["summary"], clock, hashes
 
 
 def desk(screens: Screens, *, trigger: object, intent: Mapping[str, Any] | None,
@@ -668,7 +658,7 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
     tower, zone = screens.tower, screens.settings.zone
 
     @app.callback(
-        Output(ids("queue"), "children"),
+        Output(ids("rows"), "data"),
         Output(ids("summary"), "children"),
         Output(ids("clock"), "data"),
         Output(ids("sent"), "data"),
@@ -680,29 +670,7 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
     )
     def _refresh(_n: int | None, _changed: int | None, team: str | None, view: dict[str, Any],
                  sent: dict[str, str] | None) -> tuple[Any, ...]:
-        lang = normalise_lang(view.get("lang"))
-        kiosk = bool(view.get("kiosk"))
-        try:
-            data = gather(screens, team=None if team in (None, "", ALL_TEAMS) else team)
-        except PolicyConfigError as exc:
-            message = html.Div(s("err.policy", lang, reason=str(exc)), className="er-empty text-danger")
-            return [message], "", no_update, sent or {}
-        now = datetime.fromisoformat(data["now"])
-        items = data["items"]
-        sent = dict(sent or {})
-        clock = {"now": data["now"], "rate": data["rate"], "words": countdown_words(lang)}
-        rows_key = digest([stable(items), lang, kiosk])
-        rows: Any = no_update
-        if sent.get("rows") != rows_key:
-            sent["rows"] = rows_key
-            rows = queue_rows(items, now=now, lang=lang, zone=zone, kiosk=kiosk,
-                              view_query=str(view.get("query") or "?lang=" + lang))
-        line = summary(items, lang)
-        head: Any = no_update
-        if sent.get("summary") != digest(line):
-            sent["summary"] = digest(line)
-            head = line
-        return rows, head, clock, sent
+        return refresh(screens, team=team, view=view, sent=sent)
 
     @app.callback(
         Output(ids("detail"), "children"),
@@ -757,6 +725,11 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
 
     # In the browser: the countdowns follow the tower's clock; the "acting as" name is
     # kept in localStorage.
+    app.clientside_callback(
+        ClientsideFunction("emergencyRoom", "draw"),
+        Output(ids("drawn"), "children"),
+        Input(ids("rows"), "data"),
+    )
     app.clientside_callback(
         ClientsideFunction("emergencyRoom", "clock"),
         Output(ids("ticked"), "children"),
