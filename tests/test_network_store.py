@@ -134,10 +134,15 @@ def test_lanes_are_consecutive_visits_arriving_in_the_window(store: Engine) -> N
         _visit("p4", 1, "hub-c", NOW - 2 * H),
     ])
     got = network.lanes(store, since=NOW - 24 * H)
-    assert [(x.from_hub, x.to_hub, x.parcels) for x in got] == [("hub-a", "hub-b", 2),
-                                                                ("hub-b", "hub-c", 1)]
-    assert len(network.lanes(store, since=NOW - 24 * H, limit=1)) == 1
-    assert network.lanes(store, since=NOW - H) == []
+    assert [(x.from_hub, x.to_hub, x.parcels) for x in got.lanes] == [("hub-a", "hub-b", 2),
+                                                                      ("hub-b", "hub-c", 1)]
+    assert (got.moves, got.capped) == (4, False)      # p4's return to hub-c is a move, not a lane
+    assert len(network.lanes(store, since=NOW - 24 * H, limit=1).lanes) == 1
+    assert network.lanes(store, since=NOW - H).lanes == []
+    # Bounded: only the latest moves are read, and the set says so.
+    capped = network.lanes(store, since=NOW - 24 * H, max_moves=2)
+    assert capped.capped and capped.moves == 2
+    assert sum(x.parcels for x in capped.lanes) <= 2
 
 
 def test_stuck_parcels_bounded_per_hub_with_their_open_exception(store: Engine) -> None:
@@ -169,7 +174,7 @@ def test_stuck_parcels_bounded_per_hub_with_their_open_exception(store: Engine) 
 def test_empty_store_reads_empty(store: Engine) -> None:
     assert network.hub_hours(store, since=NOW - 24 * H, now=NOW, dwell_limit_h=LIMIT_H) == []
     assert network.hub_loads(store, now=NOW, dwell_limit_h=LIMIT_H) == []
-    assert network.lanes(store, since=NOW - 24 * H) == []
+    assert network.lanes(store, since=NOW - 24 * H).lanes == []
     assert network.stuck_parcels(store, now=NOW, dwell_limit_h=LIMIT_H) == []
 
 

@@ -36,7 +36,7 @@ NAME = "network"
 ids = PageIds(NAME)
 GRAPH_CONFIG: Any = {"displaylogo": False, "displayModeBar": False, "responsive": True}
 MAP_CONFIG: Any = {**GRAPH_CONFIG, "scrollZoom": False, "doubleClick": "reset"}
-WINDOWS_H: Final = (6, 12, 24, 48, 72)
+WINDOWS_H: Final = (6, 12, 24, 48)
 DEFAULT_WINDOW_H: Final = 24
 STUCK_PER_HUB: Final = 10      # rows of the stuck list per hub (the counts are exact)
 LANES_SHOWN: Final = 60        # the busiest lanes drawn on the map
@@ -149,7 +149,7 @@ class NetworkData:
     now: datetime
     cells: list[store.HubHour]
     loads: list[store.HubLoad]
-    lanes: list[store.Lane]
+    lanes: store.LaneSet
     stuck: list[store.StuckParcel]
 
 
@@ -183,7 +183,8 @@ def map_parts(data: NetworkData, book: HubBook, lang: Lang) -> tuple[list[HubPoi
     for c in data.cells:
         arrived[c.hub_id] = arrived.get(c.hub_id, 0) + c.arrivals
         kept[c.hub_id] = kept.get(c.hub_id, 0) + c.retained
-    seen = set(loads) | set(arrived) | {x.from_hub for x in data.lanes} | {x.to_hub for x in data.lanes}
+    ends = {hub for x in data.lanes.lanes for hub in (x.from_hub, x.to_hub)}
+    seen = set(loads) | set(arrived) | ends
     points = []
     for site in book.hubs:
         load = loads.get(site.id)
@@ -196,7 +197,7 @@ def map_parts(data: NetworkData, book: HubBook, lang: Lang) -> tuple[list[HubPoi
         LaneLine(from_label=hub_label(book, x.from_hub, lang), to_label=hub_label(book, x.to_hub, lang),
                  start=(book.by_id[x.from_hub].lon, book.by_id[x.from_hub].lat),
                  end=(book.by_id[x.to_hub].lon, book.by_id[x.to_hub].lat), parcels=x.parcels)
-        for x in data.lanes if x.from_hub in book.by_id and x.to_hub in book.by_id
+        for x in data.lanes.lanes if x.from_hub in book.by_id and x.to_hub in book.by_id
     ]
     return points, lanes, sorted(seen - set(book.by_id))
 
@@ -311,12 +312,14 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         points, lanes, missing = map_parts(data, book, lang)
         map_fig: Any = no_update
         map_title: Any = no_update
-        if changed("map", [window_h, points, lanes]):
+        if changed("map", [window_h, points, lanes, data.lanes.capped]):
             map_fig = Patch()
             map_fig["data"] = [tr.to_plotly_json() for tr in hub_traces(
                 points, lanes, warn_share=warn, window_h=window_h, lang=lang, theme=theme,
                 text_size=KIOSK_FONT if kiosk else 11)]
             map_title = t("network.map.title", lang, n=window_h)
+            if data.lanes.capped:
+                map_title += " " + t("network.map.capped", lang, n=data.lanes.moves)
         missing_part = no_coords(missing, lang) if changed("no-coords", missing) else no_update
         loads_key = [(x.hub_id, x.stuck) for x in data.loads]
         filter_part = (hub_filter(data.loads, hub or None, book, lang)
