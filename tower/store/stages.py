@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, cast
 
-from sqlalchemy import Engine, Table, func, literal_column, or_, select
+from sqlalchemy import Engine, Table, bindparam, func, literal_column, or_, select, text
 
 from tower.flows import FlowBook
 from tower.rules.conditions import over_benchmark
 from tower.rules.config import RuleBook, StageOverBenchmarkParams
-from tower.store.tables import Order, StageInterval
+from tower.store.tables import Order, StageInterval, UTCDateTime
 
 ORDERS = cast(Table, Order.__table__)
 VISITS = cast(Table, StageInterval.__table__)
@@ -171,10 +171,51 @@ def _seconds(dialect: str, later: Any, earlier: Any) -> Any:
 def stage_distributions(engine: Engine, *, since: datetime, until: datetime) -> list[StageDistribution]:
     """Durations (entry to completion) of the completed visits entered in ``[since, until)``.
 
-    One query on both dialects: window functions rank each stage's durations and only
-    the ranks of :data:`QUANTILES` come back (nearest rank from below), with the count
-    and the means: a few rows per stage whatever the number of visits.
+    One query, a few values per stage whatever the number of visits: the count, the
+    means and the durations at the ranks of :data:`QUANTILES` (nearest rank from below,
+    ``floor((n - 1) * q / 100) + 1``). On PostgreSQL one sort per stage in a grouped
+    aggregate (``array_agg(... ORDER BY ...)``, indexed at those ranks in SQL); on SQLite
+    window functions rank the durations (four window passes: about 4x slower on
+    PostgreSQL at 200,000 visits).
     """
+    if engine.dialect.name == "postgresql":
+        found = _distributions_pg(engine, since=since, until=until)
+    else:
+        found = _distributions_ranked(engine, since=since, until=until)
+    out: list[StageDistribution] = []
+    for (flow, stage), e in found.items():
+        n = e["n"]
+        quantiles = {q: e["by_rank"][(n - 1) * q // 100 + 1] / 3600 for q in QUANTILES}
+        out.append(StageDistribution(flow=flow, stage=stage, visits=n, mean_h=e["mean"] / 3600,
+                                     wait_mean_h=None if e["wait"] is None else e["wait"] / 3600,
+                                     quantiles_h=quantiles))
+    return out
+
+
+def _distributions_pg(engine: Engine, *, since: datetime, until: datetime) -> dict[tuple[str, str], Any]:
+    picks = ", ".join(f"ds[(n - 1) * {q} / 100 + 1]" for q in QUANTILES)
+    query = text(
+        f"SELECT flow, stage, n, mean, wait_mean, ARRAY[{picks}] FROM ("
+        " SELECT flow, stage, count(*) AS n, avg(d) AS mean, avg(w) AS wait_mean,"
+        "  array_agg(d ORDER BY d) AS ds FROM ("
+        "  SELECT flow, stage, EXTRACT(epoch FROM completed_at - entered_at) AS d,"
+        "   EXTRACT(epoch FROM started_at - entered_at) AS w FROM stage_intervals"
+        "   WHERE entered_at >= :since AND entered_at < :until AND completed_at IS NOT NULL) AS v"
+        " GROUP BY flow, stage) AS g ORDER BY flow, stage"
+    ).bindparams(bindparam("since", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime()))
+    found: dict[tuple[str, str], Any] = {}
+    with engine.connect() as conn:
+        for flow, stage, n, mean, wait_mean, picked in conn.execute(query, {"since": since, "until": until}):
+            n = int(n)
+            found[(flow, stage)] = {
+                "n": n, "mean": round(float(mean or 0), 3),
+                "wait": None if wait_mean is None else float(wait_mean),
+                "by_rank": {(n - 1) * q // 100 + 1: round(float(d or 0), 3)
+                            for q, d in zip(QUANTILES, picked, strict=True)}}
+    return found
+
+
+def _distributions_ranked(engine: Engine, *, since: datetime, until: datetime) -> dict[tuple[str, str], Any]:
     v = VISITS
     dialect = engine.dialect.name
     duration = _seconds(dialect, v.c.completed_at, v.c.entered_at)
@@ -195,21 +236,14 @@ def stage_distributions(engine: Engine, *, since: datetime, until: datetime) -> 
                     ranked.c.mean, ranked.c.wait_mean)
              .where(or_(*[ranked.c.rn == r for r in ranks]))
              .order_by(ranked.c.flow, ranked.c.stage, ranked.c.rn))
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+    found: dict[tuple[str, str], Any] = {}
     with engine.connect() as conn:
         for flow, stage, n, rn, dur, mean, wait_mean in conn.execute(query):
             entry = found.setdefault((flow, stage), {
                 "n": int(n), "mean": round(float(mean or 0), 3),
                 "wait": None if wait_mean is None else float(wait_mean), "by_rank": {}})
             entry["by_rank"][int(rn)] = round(float(dur or 0), 3)  # julianday is ~µs off
-    out: list[StageDistribution] = []
-    for (flow, stage), e in found.items():
-        n = e["n"]
-        quantiles = {q: e["by_rank"][(n - 1) * q // 100 + 1] / 3600 for q in QUANTILES}
-        out.append(StageDistribution(flow=flow, stage=stage, visits=n, mean_h=e["mean"] / 3600,
-                                     wait_mean_h=None if e["wait"] is None else e["wait"] / 3600,
-                                     quantiles_h=quantiles))
-    return out
+    return found
 
 
 def review(distributions: Sequence[StageDistribution], *, flows: FlowBook,
