@@ -140,13 +140,13 @@ def test_measure_window_and_hub_filter_by_click(browser: Any, fed_site: str) -> 
     browser.set_window_size(1280, 1500)
     browser.get(fed_site + "/network?lang=en")
     wait_for(lambda: network_ready(browser), timeout=90, what="network page")
-    # Arrivals over the last 72 h: the title follows.
+    # Arrivals over the last 48 h: the title follows.
     browser.find_element("xpath", "//div[@id='network-measure']//label[.='Arrivals']").click()
     from selenium.webdriver.support.ui import Select
 
-    Select(by_id(browser, "network-window")).select_by_value("72")
+    Select(by_id(browser, "network-window")).select_by_value("48")
     wait_for(lambda: by_id(browser, "network-heatmap-title").text.startswith(
-        "Transit hubs by hour — Arrivals, last 72 h"), what="arrivals heatmap title")
+        "Transit hubs by hour — Arrivals, last 48 h"), what="arrivals heatmap title")
     # One hub: only its stuck parcels.
     button = wait_for(lambda: browser.find_elements(
         "xpath", "//div[@id='network-hub-filter']//button[starts-with(., 'Shanghai')]"), what="hub button")
