@@ -212,3 +212,58 @@ def test_bad_hubs_file_names_file_key_and_why(tmp_path: Path, text: str, key: st
     assert message.startswith(f"{path}: {key}")
     assert why in message
     assert "\n" not in message
+
+
+# --- the page's refresh: only what changed is sent -------------------------------------------
+
+
+def test_network_refresh_sends_only_what_changed(tower_rt: Any) -> None:
+    from dash import Patch, no_update
+
+    from tests.test_browser_network import network_events
+    from widgets.config import load_screen_config
+    from widgets.context import Screens
+    from widgets.pages import network as page
+
+    screens = Screens(tower=tower_rt, settings=tower_rt.settings,
+                      config=load_screen_config(DEFAULT_DATA_DIR / "screens.toml", tower_rt.flows))
+    answer = tower_rt.ingestor.ingest(network_events(datetime.now(UTC)))
+    assert answer.rejected == [] and answer.accepted == 14
+    assert tower_rt.flush()
+    data = page.gather(screens, window_h=24, hub_id=None)
+    assert {x.hub_id: x.at_hub for x in data.loads} == {
+        "hub-beijing": 1, "hub-lhasa": 1, "hub-shanghai": 1, "hub-wuhan": 1}
+    assert [(x.from_hub, x.to_hub) for x in data.lanes.lanes] == [("hub-shanghai", "hub-wuhan")]
+    assert [p.parcel_id for p in data.stuck] == ["P-5", "P-1"]
+    assert data.stuck[1].order_id == "SO-1"
+    points, lanes, missing = page.map_parts(data, page.hub_book(screens), "zh-CN")
+    assert missing == ["hub-lhasa"] and len(lanes) == 1 and len(points) == 10
+
+    class FakeApp:
+        def __init__(self) -> None:
+            self.funcs: list[Any] = []
+
+        def callback(self, *args: Any, **kwargs: Any) -> Any:
+            def keep(func: Any) -> Any:
+                self.funcs.append(func)
+                return func
+            return keep
+
+    fake = FakeApp()
+    page.register_callbacks(fake, screens)  # type: ignore[arg-type]
+    refresh, _choose = fake.funcs
+    view = {"lang": "zh-CN", "theme": "dark", "kiosk": True}
+    first = refresh(1, "retention", "24", None, view, {})
+    heat, title, map_patch, map_title, *parts, sent = first
+    assert all(part is not no_update for part in parts)   # no-coordinates, hub filter, stuck list
+    assert heat.data[0].type == "heatmap" and heat.layout.font.size == page.KIOSK_FONT
+    assert "滞留率" in title and isinstance(map_patch, Patch) and "枢纽地图" in map_title
+    again = refresh(2, "retention", "24", None, view, sent)
+    assert all(part is no_update for part in again[:7])
+    # Another measure: only the heatmap (and its title) is sent again.
+    other = refresh(3, "arrivals", "24", None, view, again[7])
+    assert other[0] is not no_update and all(part is no_update for part in other[2:7])
+    # A hub chosen: the stuck list and the filter follow, the figures stay.
+    one = refresh(4, "arrivals", "24", "hub-beijing", view, other[7])
+    assert one[0] is no_update and one[2] is no_update
+    assert one[5] is not no_update and one[6] is not no_update
