@@ -228,8 +228,9 @@ def stuck_table(data: NetworkData, selected: str | None, book: HubBook, lang: La
     if not data.stuck:
         return html.P(t("network.stuck.empty", lang), className="text-body-secondary mb-0")
     none = t("network.unknown", lang)
-    head = html.Thead(html.Tr([html.Th(t(f"network.stuck.{k}", lang))
-                               for k in ("parcel", "order", "hub", "hours", "exception")]))
+    head = html.Thead(html.Tr([
+        html.Th(t(f"network.stuck.{k}", lang), className="text-end" if k == "hours" else "")
+        for k in ("parcel", "order", "hub", "hours", "exception")]))
     rows = []
     for p in data.stuck:
         if p.exception_id:
