@@ -26,10 +26,12 @@ def _write(tmp_path: Path, body: str) -> Path:
     return path
 
 
-def test_the_shipped_file_is_one_log_channel_on_everything() -> None:
+def test_the_shipped_file_is_one_log_channel_on_what_people_act_on() -> None:
     config = load_notify(DEFAULT_DATA_DIR / "notify.toml")
     [log] = config.channels
-    assert (log.name, log.kind, log.topics) == ("log", "log", ("*",))
+    assert (log.name, log.kind) == ("log", "log")
+    assert log.topics == ("exception.*", "warehouse.*", "customer.delay")
+    assert log.subscribes("exception.opened") and not log.subscribes("customer.milestone")
     assert config.dispatch_every_s == 2.0
     assert config.milestones.shipped == ("tracking.assigned", "in_transit")
     channels = build_channels(config, {})
