@@ -71,7 +71,7 @@ say = ingest.say
 PAGES = ("overview", "orders", "stages", "network", "emergency-room", "insights")
 TARGET_MS = 100.0
 OVERVIEW_BYTES = 200_000
-SEED_VERSION = 1
+SEED_VERSION = 2
 TICK = ("shell-tick", "n_intervals")
 
 # (rule, tier, team, scope) of the seeded exceptions, after data/rules.toml.
@@ -213,7 +213,7 @@ def _copy_exceptions(engine: Any, copies: int) -> None:
             "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
             " AND table_name = 'exceptions' ORDER BY ordinal_position"))]
     pick = {c: f"e.{c}" for c in cols}
-    pick["id"] = "e.id || '-c' || k"
+    pick["id"] = "e.id || '~' || k"
     pick["scope_key"] = "e.scope_key || '#' || k"
     pick["open_key"] = "CASE WHEN e.open_key IS NULL THEN NULL ELSE e.open_key || '#' || k END"
     pick["order_id"] = ("CASE WHEN e.order_id IS NULL THEN NULL"
@@ -227,14 +227,14 @@ def _copy_exceptions(engine: Any, copies: int) -> None:
             " FROM exceptions e CROSS JOIN generate_series(1, :n) k"
             " CROSS JOIN (SELECT array_agg(order_id ORDER BY order_id) a FROM orders) o"
             f" CROSS JOIN LATERAL (SELECT {_SHIFT} AS s) sh"
-            " WHERE e.id NOT LIKE '%-c%'"), {"n": copies - 1})
+            " WHERE e.id NOT LIKE '%~%'"), {"n": copies - 1})
         conn.execute(text(
             "INSERT INTO exception_timeline (exception_id, at, actor, action, from_status, to_status, note,"
-            " data) SELECT t.exception_id || '-c' || k, t.at + sh.s, t.actor, t.action, t.from_status,"
+            " data) SELECT t.exception_id || '~' || k, t.at + sh.s, t.actor, t.action, t.from_status,"
             " t.to_status, t.note, t.data FROM exception_timeline t"
             " JOIN exceptions e ON e.id = t.exception_id"
             f" CROSS JOIN generate_series(1, :n) k CROSS JOIN LATERAL (SELECT {_SHIFT} AS s) sh"
-            " WHERE e.id NOT LIKE '%-c%'"), {"n": copies - 1})
+            " WHERE e.id NOT LIKE '%~%'"), {"n": copies - 1})
     say(f"  copied x{copies - 1} in SQL ({time.perf_counter() - started:.0f} s)")
 
 
@@ -470,8 +470,33 @@ def cases(app: Dash, tower: Tower, pages: Sequence[str]) -> list[Case]:
     return out
 
 
+def sql_profile(app: Dash, tower: Tower, case: Case, layout: Any, *, top: int = 6) -> None:
+    """One call of ``case`` with every SQL statement timed: the slowest ones (``--sql``)."""
+    from sqlalchemy import event
+
+    seen: list[tuple[float, str, Any]] = []
+    starts: list[float] = []
+
+    def before(*_: Any) -> None:
+        starts.append(time.perf_counter())
+
+    def after(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append(((time.perf_counter() - starts.pop()) * 1000, statement, parameters))
+
+    event.listen(tower.engine, "before_cursor_execute", before)
+    event.listen(tower.engine, "after_cursor_execute", after)
+    try:
+        measure(app, case, layout, runs=1, warmup=0)
+    finally:
+        event.remove(tower.engine, "before_cursor_execute", before)
+        event.remove(tower.engine, "after_cursor_execute", after)
+    say(f"    {len(seen)} statements, {sum(x[0] for x in seen):.1f} ms in all; slowest:")
+    for ms, statement, params in sorted(seen, key=lambda x: -x[0])[:top]:
+        say(f"    {ms:7.1f} ms  {' '.join(statement.split())[:400]}  {str(params)[:200]}")
+
+
 def run(quick: bool, pages: Sequence[str], *, runs: int, warmup: int, open_n: int, resolved_n: int,
-        seed: int, only: Callable[[str], bool] = lambda _: True) -> list[Result]:
+        seed: int, only: Callable[[str], bool] = lambda _: True, sql: int = 0) -> list[Result]:
     _schema, url = ensure_data(quick, open_n=open_n, resolved_n=resolved_n, seed=seed)
     app, tower = build_app(url)
     layouts = {p: page_layout(app, p) for p in pages}
@@ -482,6 +507,8 @@ def run(quick: bool, pages: Sequence[str], *, runs: int, warmup: int, open_n: in
             if not only(case.name):
                 continue
             say(f"  {case.name} ...")
+            if sql:
+                sql_profile(app, tower, case, layouts[case.page], top=sql)
             results.append(measure(app, case, layouts[case.page], runs=runs, warmup=warmup))
     finally:
         tower.close()
@@ -521,6 +548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resolved", type=int,
                         help="resolved exceptions seeded (default 20,000; 2,000 quick)")
     parser.add_argument("--only", help="run only the cases whose name contains this text")
+    parser.add_argument("--sql", type=int, nargs="?", const=6, default=0, metavar="TOP",
+                        help="also print each case's TOP slowest SQL statements (one call, timed)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     pages = [p.strip() for p in args.pages.split(",") if p.strip()]
@@ -531,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolved_n = args.resolved if args.resolved is not None else (2_000 if args.quick else 20_000)
     only = (lambda name: args.only in name or name.startswith("trivial")) if args.only else (lambda _: True)
     results = run(args.quick, pages, runs=args.runs, warmup=args.warmup, open_n=open_n,
-                  resolved_n=resolved_n, seed=args.seed, only=only)
+                  resolved_n=resolved_n, seed=args.seed, only=only, sql=args.sql)
     size = "10,000 orders / 100,000 events" if args.quick else "100,000 orders / 1,000,000 events"
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     report(results, title=f"Order Tower screens benchmark on PostgreSQL ({size}; {open_n:,} open + "
