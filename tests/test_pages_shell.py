@@ -192,14 +192,16 @@ def test_navigation_and_language_switch_keep_the_view(browser: Any,  # noqa: F81
     wait_for(lambda: by_id(browser, "shell-link-network"), what="nav").click()
     wait_for(lambda: page_ready(browser, "network"), what="network page")
     assert browser.current_url.endswith("/network?lang=zh-CN&theme=dark")
-    assert by_id(browser, "network-coming").text.startswith("网络")
+    wait_for(lambda: (by_id(browser, "network-heatmap-title") is not None
+                      and by_id(browser, "network-heatmap-title").text.startswith("中转枢纽")),
+             what="Chinese page")
     by_id(browser, "shell-lang-en").click()
     wait_for(lambda: (by_id(browser, "shell-link-overview") or by_id(browser, "shell-nav")).text
              .startswith("Overview") if by_id(browser, "shell-link-overview") else False,
              what="English navigation")
     assert "lang=en" in browser.current_url and "/network" in browser.current_url
-    wait_for(lambda: (by_id(browser, "network-coming") is not None
-                      and by_id(browser, "network-coming").text.startswith("Network")),
+    wait_for(lambda: (by_id(browser, "network-heatmap-title") is not None
+                      and by_id(browser, "network-heatmap-title").text.startswith("Transit hubs")),
              what="English page")
     html_el = browser.find_element("tag name", "html")
     assert html_el.get_attribute("data-bs-theme") == "dark"
