@@ -121,6 +121,9 @@ class Order(Base):
         Index("ix_orders_last_event_at", "last_event_at"),
         Index("ix_orders_promised_at", "promised_at"),
         Index("ix_orders_customer_id", "customer_id"),  # the order list's filters (migration 0007)
+        Index("ix_orders_delivered_at", "delivered_at"),  # the screens' reads (migration 0009)
+        Index("ix_orders_in_progress", "promised_at", postgresql_include=["late", "at_risk"],
+              postgresql_where=text("status = 'in_progress'"), sqlite_where=text("status = 'in_progress'")),
         Index("ix_orders_parcels", text("(checkpoint -> 'parcels')"),
               postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
@@ -319,7 +322,7 @@ class ExceptionRow(Base):
         Index("ix_exceptions_hub", "hub_id"),
         Index("ix_exceptions_parent", "parent_id"),
         Index("ix_exceptions_respond_by", "respond_by"),
-        Index("ix_exceptions_opened", "opened_at"),
+        Index("ix_exceptions_opened", "opened_at"), Index("ix_exceptions_resolved_at", "resolved_at"),  # 0009
         # Only the open ones, by rule: each scan's reconcile (migration 0006).
         Index("ix_exceptions_open_rule", "rule", "scope_key",
               postgresql_where=text("open_key IS NOT NULL"), sqlite_where=text("open_key IS NOT NULL")),
