@@ -22,6 +22,7 @@ from tower.store import stages as stage_store
 from widgets import context, palette
 from widgets.context import Screens
 from widgets.figures.insights import pareto_figure, pareto_rows
+from widgets.graphs import graph_config
 from widgets.i18n import CATALOGUE, Lang, age, name, normalise_lang, t
 from widgets.ids import SHELL, PageIds
 from widgets.palette import Theme
@@ -29,7 +30,6 @@ from widgets.view import TRUE
 
 NAME = "insights"
 ids = PageIds(NAME)
-GRAPH_CONFIG: Any = {"displaylogo": False, "displayModeBar": False, "responsive": True}
 MONTHS = 12
 
 
@@ -56,7 +56,7 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
         html.Div(id=ids("month-note"), className="text-body-secondary small mt-2"),
         dbc.Row(className="g-3 mt-0", children=[
             dbc.Col(lg=8, children=dbc.Card(body=True, className="h-100", children=dcc.Graph(
-                id=ids("pareto"), config=GRAPH_CONFIG, figure=_blank(shade),
+                id=ids("pareto"), config=graph_config(code), figure=_blank(shade),
                 className="tower-insights-pareto"))),
             dbc.Col(lg=4, children=card("top3", html.Ol(id=ids("top3"), className="tower-insights-top3"))),
         ]),

@@ -27,6 +27,7 @@ from widgets import context, palette
 from widgets.context import Screens
 from widgets.figures.heatmap import MEASURES, Measure, heatmap_figure, heatmap_grid
 from widgets.figures.hub_map import HubPoint, LaneLine, Outline, hub_traces, load_outline, map_base
+from widgets.graphs import graph_config
 from widgets.i18n import Lang, normalise_lang, t
 from widgets.ids import SHELL, PageIds
 from widgets.palette import Theme
@@ -34,8 +35,6 @@ from widgets.view import TRUE
 
 NAME = "network"
 ids = PageIds(NAME)
-GRAPH_CONFIG: Any = {"displaylogo": False, "displayModeBar": False, "responsive": True}
-MAP_CONFIG: Any = {**GRAPH_CONFIG, "scrollZoom": False, "doubleClick": "reset"}
 WINDOWS_H: Final = (6, 12, 24, 48)
 DEFAULT_WINDOW_H: Final = 24
 STUCK_PER_HUB: Final = 10      # rows of the stuck list per hub (the counts are exact)
@@ -91,13 +90,14 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
             dbc.Col(xl=7, children=dbc.Card(body=True, children=[
                 html.H2(id=ids("heatmap-title"), className="h6 mb-1"),
                 html.Div(className="network-heatmap", children=dcc.Graph(
-                    id=ids("heatmap"), config=GRAPH_CONFIG, figure=_blank(shade),
+                    id=ids("heatmap"), config=graph_config(code), figure=_blank(shade),
                     style={"height": "100%"})),
             ])),
             dbc.Col(xl=5, children=dbc.Card(body=True, children=[
                 html.H2(id=ids("map-title"), className="h6 mb-1"),
                 html.Div(className="network-map", children=dcc.Graph(
-                    id=ids("map"), config=MAP_CONFIG, figure=_map_base(shade, is_kiosk),
+                    id=ids("map"), config=graph_config(code, scrollZoom=False, doubleClick="reset"),
+                    figure=_map_base(shade, is_kiosk),
                     style={"height": "100%"})),
                 html.Div(id=ids("no-coords"), className="network-no-coords small"),
             ])),

@@ -29,6 +29,7 @@ from tower.store.orders import OrderDetail, OrderEvent, OrderFilter, OrderRow
 from widgets import context, palette
 from widgets.context import Screens
 from widgets.figures.gantt import gantt_figure, gantt_marks, gantt_rows, is_over_budget
+from widgets.graphs import graph_config
 from widgets.i18n import Lang, name, normalise_lang, t
 from widgets.ids import SHELL, PageIds
 from widgets.palette import Theme
@@ -39,7 +40,6 @@ ids = PageIds(NAME)
 BLOCK = 100                 # rows per request of the grid
 EVENTS_SHOWN = 500          # the timeline's bound
 EXCEPTIONS_SHOWN = 20
-GRAPH_CONFIG: Any = {"displaylogo": False, "displayModeBar": False, "responsive": True}
 ANY = "*"                   # the "any" choice of a filter
 FILTERS = ("flow", "stage", "status", "priority", "lateness", "customer", "hub")
 SORT_COLUMNS = {"order_id", "customer_id", "promised_at", "last_event_at"}  # = store.SORTABLE
@@ -85,7 +85,7 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
             html.Div(id=ids("head"), children=dbc.Alert(t("orders.detail.empty", code), color="secondary")),
             html.H3(t("orders.gantt.title", code), className="h6 mt-3 orders-gantt-title"),
             html.Div(className="orders-gantt", children=dcc.Graph(
-                id=ids("gantt"), config=GRAPH_CONFIG, figure=_blank(shade), style={"display": "none"})),
+                id=ids("gantt"), config=graph_config(code), figure=_blank(shade), style={"display": "none"})),
             html.Div(id=ids("timeline")),
         ]),
     ])

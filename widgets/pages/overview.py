@@ -20,6 +20,7 @@ from tower.store import queries
 from widgets import context, palette
 from widgets.context import Screens
 from widgets.figures.funnel import funnel_figure, funnel_rows
+from widgets.graphs import graph_config
 from widgets.i18n import Lang, age, name, normalise_lang, t
 from widgets.ids import SHELL, PageIds
 from widgets.palette import Theme
@@ -27,7 +28,6 @@ from widgets.view import TRUE
 
 NAME = "overview"
 ids = PageIds(NAME)
-GRAPH_CONFIG: Any = {"displaylogo": False, "displayModeBar": False, "responsive": True}
 
 
 def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None = None,
@@ -44,7 +44,7 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
             dbc.Col(lg=8, children=dbc.Row(className="g-3", children=[
                 dbc.Col(md=12, xl=12 // min(len(flows), 2) if flows else 12, children=dbc.Card(
                     html.Div(className="tower-funnel", children=dcc.Graph(
-                        id=ids.match("funnel", flow=f.id), config=GRAPH_CONFIG, figure=_blank(shade),
+                        id=ids.match("funnel", flow=f.id), config=graph_config(code), figure=_blank(shade),
                         style={"height": "100%"})),
                     body=True))
                 for f in flows

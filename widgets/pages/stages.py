@@ -22,6 +22,7 @@ from tower.store import stages as store
 from widgets import context, palette
 from widgets.context import Screens
 from widgets.figures.stages import distribution_figure, gantt_bars, gantt_figure, stage_box, stage_colours
+from widgets.graphs import graph_config
 from widgets.i18n import Lang, name, normalise_lang, t
 from widgets.ids import SHELL, PageIds
 from widgets.palette import Theme
@@ -29,7 +30,6 @@ from widgets.view import TRUE
 
 NAME = "stages"
 ids = PageIds(NAME)
-GRAPH_CONFIG: Any = {"displaylogo": False, "displayModeBar": False, "responsive": True}
 LIMITS = (50, 100, 200, 500)
 DEFAULT_LIMIT = 200
 
@@ -66,12 +66,12 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
             html.H2(t("stages.gantt.title", code), className="h5"),
             html.Div(id=ids("gantt-note"), className="text-body-secondary small"),
             html.Div(className="tower-stages-gantt", children=dcc.Graph(
-                id=ids("gantt"), config=GRAPH_CONFIG, figure=_blank(shade))),
+                id=ids("gantt"), config=graph_config(code), figure=_blank(shade))),
         ]),
         html.Div(id=ids("note"), className="text-body-secondary small mt-3"),
         dbc.Row(className="g-3 mt-0", children=[
             dbc.Col(md=12, xl=6, children=dbc.Card(body=True, children=dcc.Graph(
-                id=ids.match("dist", flow=f.id), config=GRAPH_CONFIG, figure=_blank(shade),
+                id=ids.match("dist", flow=f.id), config=graph_config(code), figure=_blank(shade),
                 className="tower-stages-dist")))
             for f in flows
         ]),
