@@ -143,9 +143,10 @@ def exception_kpis(engine: Engine) -> ExceptionKpis:
         counts = {str(tier): int(n) for tier, n in conn.execute(
             select(EXCEPTIONS.c.tier, func.count()).where(is_open).group_by(EXCEPTIONS.c.tier)
         )}
+        # open_key is set exactly while open: the partial index of the open ones by deadline
         urgent = conn.execute(
             select(*_TICK_COLUMNS)
-            .where(is_open, EXCEPTIONS.c.respond_by.is_not(None))
+            .where(is_open, EXCEPTIONS.c.open_key.is_not(None), EXCEPTIONS.c.respond_by.is_not(None))
             .order_by(EXCEPTIONS.c.respond_by, EXCEPTIONS.c.id).limit(1)
         ).first()
     by_tier = {tier: counts.pop(tier, 0) for tier in TIERS}

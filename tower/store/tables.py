@@ -323,6 +323,8 @@ class ExceptionRow(Base):
         Index("ix_exceptions_parent", "parent_id"),
         Index("ix_exceptions_respond_by", "respond_by"),
         Index("ix_exceptions_opened", "opened_at"), Index("ix_exceptions_resolved_at", "resolved_at"),  # 0009
+        Index("ix_exceptions_open_respond_by", "respond_by", "id",  # open ones by deadline (0010)
+              postgresql_where=text("open_key IS NOT NULL"), sqlite_where=text("open_key IS NOT NULL")),
         # Only the open ones, by rule: each scan's reconcile (migration 0006).
         Index("ix_exceptions_open_rule", "rule", "scope_key",
               postgresql_where=text("open_key IS NOT NULL"), sqlite_where=text("open_key IS NOT NULL")),
