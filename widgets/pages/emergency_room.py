@@ -15,8 +15,6 @@ the browser), so a queue of 200 rows carries no pattern-matching inputs.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -41,6 +39,7 @@ from widgets import context
 from widgets.context import Screens
 from widgets.i18n import CATALOGUE, Lang, normalise_lang, t
 from widgets.ids import SHELL, PageIds
+from widgets.parts import digest
 from widgets.view import TRUE, View
 
 log = logging.getLogger(__name__)
@@ -131,10 +130,6 @@ def attrs(**values: object) -> dict[str, Any]:
     """HTML attributes Dash passes through (``data-*``, ``aria-*``): ``er_ex`` -> ``data-er-ex``."""
     return {("aria-" + k[5:] if k.startswith("aria_") else "data-" + k.replace("_", "-")): v
             for k, v in values.items() if v is not None}
-
-
-def digest(value: Any) -> str:
-    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def summary(items: Sequence[Mapping[str, Any]], lang: Lang) -> str:

@@ -8,8 +8,6 @@ only the parts whose data changed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -19,13 +17,12 @@ from tower.flows import FlowBook
 from tower.rules.config import StageOverBenchmarkParams, load_rules
 from tower.store import insights as store
 from tower.store import stages as stage_store
-from widgets import context, palette
+from widgets import context, palette, parts
 from widgets.context import Screens
 from widgets.figures.insights import pareto_figure, pareto_rows
 from widgets.graphs import graph_config
 from widgets.i18n import CATALOGUE, Lang, age, name, normalise_lang, t
 from widgets.ids import SHELL, PageIds
-from widgets.palette import Theme
 from widgets.view import TRUE
 
 NAME = "insights"
@@ -56,7 +53,7 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
         html.Div(id=ids("month-note"), className="text-body-secondary small mt-2"),
         dbc.Row(className="g-3 mt-0", children=[
             dbc.Col(lg=8, children=dbc.Card(body=True, className="h-100", children=dcc.Graph(
-                id=ids("pareto"), config=graph_config(code), figure=_blank(shade),
+                id=ids("pareto"), config=graph_config(code), figure=parts.blank_figure(shade),
                 className="tower-insights-pareto"))),
             dbc.Col(lg=4, children=card("top3", html.Ol(id=ids("top3"), className="tower-insights-top3"))),
         ]),
@@ -77,13 +74,6 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
     ])
 
 
-def _blank(theme: Theme) -> dict[str, Any]:
-    return {"data": [], "layout": {**palette.figure_layout(theme), "xaxis": {"visible": False},
-                                   "yaxis": {"visible": False}}}
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def cause_label(cause: str, lang: Lang) -> str:
@@ -225,14 +215,7 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         lang = normalise_lang(view.get("lang"))
         theme = palette.normalise_theme(view.get("theme"))
         data = gather(screens, params, month=month)
-        sent = dict(sent or {})
-
-        def changed(part: str, value: Any) -> bool:
-            digest = _digest(value)
-            if sent.get(part) == digest:
-                return False
-            sent[part] = digest
-            return True
+        sent, changed = parts.tracker(sent)
 
         period: store.Month = data["period"]
         share = f"{params.over_share:.0%}" if params is not None else "—"

@@ -9,8 +9,6 @@ a refresh replaces only its traces (a ``Patch``), never the outline.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -23,7 +21,7 @@ from dash import ALL, Dash, Input, Output, Patch, State, ctx, dcc, html, no_upda
 from tower.hubs import HubBook, load_hubs
 from tower.settings import DEFAULT_DATA_DIR
 from tower.store import network as store
-from widgets import context, palette
+from widgets import context, palette, parts
 from widgets.context import Screens
 from widgets.figures.heatmap import MEASURES, Measure, heatmap_figure, heatmap_grid
 from widgets.figures.hub_map import HubPoint, LaneLine, Outline, hub_traces, load_outline, map_base
@@ -90,7 +88,7 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
             dbc.Col(xl=7, children=dbc.Card(body=True, children=[
                 html.H2(id=ids("heatmap-title"), className="h6 mb-1"),
                 html.Div(className="network-heatmap", children=dcc.Graph(
-                    id=ids("heatmap"), config=graph_config(code), figure=_blank(shade),
+                    id=ids("heatmap"), config=graph_config(code), figure=parts.blank_figure(shade),
                     style={"height": "100%"})),
             ])),
             dbc.Col(xl=5, children=dbc.Card(body=True, children=[
@@ -118,13 +116,6 @@ def _map_base(theme: Theme, kiosk: bool) -> Any:
     return fig
 
 
-def _blank(theme: Theme) -> dict[str, Any]:
-    return {"data": [], "layout": {**palette.figure_layout(theme), "xaxis": {"visible": False},
-                                   "yaxis": {"visible": False}}}
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _window(value: object) -> int:
@@ -287,14 +278,7 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         kiosk = bool(view.get("kiosk"))
         measure, window_h = _measure(measure_value), _window(window_value)
         data = gather(screens, window_h=window_h, hub_id=hub or None)
-        sent = dict(sent or {})
-
-        def changed(part: str, value: Any) -> bool:
-            digest = _digest(value)
-            if sent.get(part) == digest:
-                return False
-            sent[part] = digest
-            return True
+        sent, changed = parts.tracker(sent)
 
         order = [h.id for h in book.hubs]
         labels = {h: hub_label(book, h, lang) for h in {c.hub_id for c in data.cells}}

@@ -13,8 +13,6 @@ when its data changed (a hash per part in the page's ``sent`` store).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +24,7 @@ from dash.exceptions import PreventUpdate
 from tower.exceptions import queue
 from tower.store import orders as store
 from tower.store.orders import OrderDetail, OrderEvent, OrderFilter, OrderRow
-from widgets import context, palette
+from widgets import context, palette, parts
 from widgets.context import Screens
 from widgets.figures.gantt import gantt_figure, gantt_marks, gantt_rows, is_over_budget
 from widgets.graphs import graph_config
@@ -85,7 +83,8 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
             html.Div(id=ids("head"), children=dbc.Alert(t("orders.detail.empty", code), color="secondary")),
             html.H3(t("orders.gantt.title", code), className="h6 mt-3 orders-gantt-title"),
             html.Div(className="orders-gantt", children=dcc.Graph(
-                id=ids("gantt"), config=graph_config(code), figure=_blank(shade), style={"display": "none"})),
+                id=ids("gantt"), config=graph_config(code), figure=parts.blank_figure(shade),
+                style={"display": "none"})),
             html.Div(id=ids("timeline")),
         ]),
     ])
@@ -95,10 +94,6 @@ def _theme_mode(theme: Theme) -> dict[str, Any]:
     # AG Grid's theme follows data-ag-theme-mode on an ancestor (light or dark).
     return {"data-ag-theme-mode": theme}
 
-
-def _blank(theme: Theme) -> dict[str, Any]:
-    return {"data": [], "layout": {**palette.figure_layout(theme), "xaxis": {"visible": False},
-                                   "yaxis": {"visible": False}}}
 
 
 def _options(pairs: list[tuple[str, str]], lang: Lang) -> list[dict[str, str]]:
@@ -387,9 +382,6 @@ def gantt_for(detail: OrderDetail, events: list[OrderEvent], now: datetime, scre
     return figure, sum(is_over_budget(r, now) for r in rows)
 
 
-def _digest(value: Any) -> str:
-    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
 
 def register_callbacks(app: Dash, screens: Screens) -> None:
     controls = [Input(ids(f"f-{k}"), "value") for k in FILTERS]
@@ -465,14 +457,7 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
                  view: dict[str, Any], sent: dict[str, str] | None, search: str | None) -> tuple[Any, ...]:
         lang = normalise_lang(view.get("lang"))
         theme = palette.normalise_theme(view.get("theme"))
-        sent = dict(sent or {})
-
-        def changed(part: str, value: Any) -> bool:
-            digest = _digest(value)
-            if sent.get(part) == digest:
-                return False
-            sent[part] = digest
-            return True
+        sent, changed = parts.tracker(sent)
 
         now = screens.tower.clock.now()
         n, exact = store.count_orders(screens.tower.engine, filters=order_filter(filters), now=now)

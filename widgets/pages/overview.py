@@ -6,8 +6,6 @@ parts whose data changed (a hash per part is kept in the page's ``sent`` store).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -17,13 +15,12 @@ from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
 
 from tower.store import overview as store
 from tower.store import queries
-from widgets import context, palette
+from widgets import context, palette, parts
 from widgets.context import Screens
 from widgets.figures.funnel import funnel_figure, funnel_rows
 from widgets.graphs import graph_config
 from widgets.i18n import Lang, age, name, normalise_lang, t
 from widgets.ids import SHELL, PageIds
-from widgets.palette import Theme
 from widgets.view import TRUE
 
 NAME = "overview"
@@ -44,7 +41,8 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
             dbc.Col(lg=8, children=dbc.Row(className="g-3", children=[
                 dbc.Col(md=12, xl=12 // min(len(flows), 2) if flows else 12, children=dbc.Card(
                     html.Div(className="tower-funnel", children=dcc.Graph(
-                        id=ids.match("funnel", flow=f.id), config=graph_config(code), figure=_blank(shade),
+                        id=ids.match("funnel", flow=f.id), config=graph_config(code),
+                        figure=parts.blank_figure(shade),
                         style={"height": "100%"})),
                     body=True))
                 for f in flows
@@ -57,13 +55,6 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
     ])
 
 
-def _blank(theme: Theme) -> dict[str, Any]:
-    return {"data": [], "layout": {**palette.figure_layout(theme), "xaxis": {"visible": False},
-                                   "yaxis": {"visible": False}}}
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _pct(share: float | None, lang: Lang) -> str:
@@ -181,14 +172,7 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         lang = normalise_lang(view.get("lang"))
         theme = palette.normalise_theme(view.get("theme"))
         data = gather(screens)
-        sent = dict(sent or {})
-
-        def changed(part: str, value: Any) -> bool:
-            digest = _digest(value)
-            if sent.get(part) == digest:
-                return False
-            sent[part] = digest
-            return True
+        sent, changed = parts.tracker(sent)
 
         kpis = kpi_tiles(data["kpis"], screens, lang) if changed("kpis", data["kpis"]) else no_update
         figures = []

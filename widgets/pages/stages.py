@@ -8,8 +8,6 @@ One refresh callback, on the shell's timer and the two selectors, reads
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +17,12 @@ from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
 from tower.flows import FlowBook
 from tower.rules.config import StageOverBenchmarkParams, load_rules
 from tower.store import stages as store
-from widgets import context, palette
+from widgets import context, palette, parts
 from widgets.context import Screens
 from widgets.figures.stages import distribution_figure, gantt_bars, gantt_figure, stage_box, stage_colours
 from widgets.graphs import graph_config
 from widgets.i18n import Lang, name, normalise_lang, t
 from widgets.ids import SHELL, PageIds
-from widgets.palette import Theme
 from widgets.view import TRUE
 
 NAME = "stages"
@@ -66,12 +63,12 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
             html.H2(t("stages.gantt.title", code), className="h5"),
             html.Div(id=ids("gantt-note"), className="text-body-secondary small"),
             html.Div(className="tower-stages-gantt", children=dcc.Graph(
-                id=ids("gantt"), config=graph_config(code), figure=_blank(shade))),
+                id=ids("gantt"), config=graph_config(code), figure=parts.blank_figure(shade))),
         ]),
         html.Div(id=ids("note"), className="text-body-secondary small mt-3"),
         dbc.Row(className="g-3 mt-0", children=[
             dbc.Col(md=12, xl=6, children=dbc.Card(body=True, children=dcc.Graph(
-                id=ids.match("dist", flow=f.id), config=graph_config(code), figure=_blank(shade),
+                id=ids.match("dist", flow=f.id), config=graph_config(code), figure=parts.blank_figure(shade),
                 className="tower-stages-dist")))
             for f in flows
         ]),
@@ -80,13 +77,6 @@ def layout(lang: str | None = None, theme: str | None = None, kiosk: str | None 
     ])
 
 
-def _blank(theme: Theme) -> dict[str, Any]:
-    return {"data": [], "layout": {**palette.figure_layout(theme), "xaxis": {"visible": False},
-                                   "yaxis": {"visible": False}}}
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _parse_choice(value: str | None, flows: FlowBook) -> tuple[store.Choice, str | None]:
@@ -169,14 +159,7 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         lang = normalise_lang(view.get("lang"))
         theme = palette.normalise_theme(view.get("theme"))
         data = gather(screens, params, choice=choice, limit=limit)
-        sent = dict(sent or {})
-
-        def changed(part: str, value: Any) -> bool:
-            digest = _digest(value)
-            if sent.get(part) == digest:
-                return False
-            sent[part] = digest
-            return True
+        sent, changed = parts.tracker(sent)
 
         now: datetime = data["now"]
         orders, visits, reviews = data["orders"], data["visits"], data["reviews"]
