@@ -112,6 +112,17 @@ def severe_console_entries(driver: Any) -> list[dict[str, Any]]:
     return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
 
 
+def text_of(driver: Any, ident: str) -> str:
+    """The element's text, or "" while it is not (or no longer) on the page."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    element = by_id(driver, ident)
+    try:
+        return str(element.text) if element is not None else ""
+    except StaleElementReferenceException:  # redrawn between finding and reading
+        return ""
+
+
 def page_ready(driver: Any, name: str) -> bool:
     """The page's own content has rendered and the freshness line has an answer."""
     from selenium.webdriver.common.by import By
@@ -192,16 +203,13 @@ def test_navigation_and_language_switch_keep_the_view(browser: Any,  # noqa: F81
     wait_for(lambda: by_id(browser, "shell-link-network"), what="nav").click()
     wait_for(lambda: page_ready(browser, "network"), what="network page")
     assert browser.current_url.endswith("/network?lang=zh-CN&theme=dark")
-    wait_for(lambda: (by_id(browser, "network-heatmap-title") is not None
-                      and by_id(browser, "network-heatmap-title").text.startswith("中转枢纽")),
-             what="Chinese page")
+    wait_for(lambda: text_of(browser, "network-heatmap-title").startswith("中转枢纽"), what="Chinese page")
     by_id(browser, "shell-lang-en").click()
     wait_for(lambda: (by_id(browser, "shell-link-overview") or by_id(browser, "shell-nav")).text
              .startswith("Overview") if by_id(browser, "shell-link-overview") else False,
              what="English navigation")
     assert "lang=en" in browser.current_url and "/network" in browser.current_url
-    wait_for(lambda: (by_id(browser, "network-heatmap-title") is not None
-                      and by_id(browser, "network-heatmap-title").text.startswith("Transit hubs")),
+    wait_for(lambda: text_of(browser, "network-heatmap-title").startswith("Transit hubs"),
              what="English page")
     html_el = browser.find_element("tag name", "html")
     assert html_el.get_attribute("data-bs-theme") == "dark"
