@@ -104,8 +104,8 @@ def _book(tmp_path: Path | None = None, **replace: str) -> RuleBook:
     assert tmp_path is not None
     body = RULES.read_text(encoding="utf-8")
     for old, new in replace.items():
-        assert old in body, old
-        body = body.replace(old, new, 1)
+        assert body.count(old) == 1, f"{old!r} must appear exactly once in the rules file"
+        body = body.replace(old, new)
     path = tmp_path / "rules.toml"
     path.write_text(body, encoding="utf-8")
     return load_rules(path)
@@ -441,12 +441,36 @@ def test_predicted_late_on_events_when_configured(engine: Engine, flows: FlowBoo
     assert rig.open("predicted_late") == []
 
 
+def test_predicted_late_uses_what_stages_recently_took(engine: Engine, flows: FlowBook,
+                                                        figures: TowerFigures, tmp_path: Path) -> None:
+    """Budgets are limits, not forecasts: with a week of fast transits behind it, an order
+    the budgets would call late is on time; without that history the budgets decide."""
+    fewer = {'expected_over = "7d", min_visits = 20': 'expected_over = "7d", min_visits = 3'}
+    rig = _rig(engine, flows, figures, _book(tmp_path, **fewer))
+    # Paid 40 h ago (promised 8 h from now), in transit since 10 h ago. By the budgets
+    # (transit 36 h) it arrives in 26 h: late. Recent transits took 12 h: in 2 h.
+    start = T0 + 100 * H
+    rig.order("P", start - 40 * H, hours=48)
+    rig.feed(rig.ev("stage.entered", "P", start - 10 * H, stage="transit"))
+    rig.scan(start)
+    [late] = rig.open("predicted_late")
+    assert late["order_id"] == "P"
+    for i in range(3):  # three transits of 12 h in the last week
+        oid = f"Q{i}"
+        rig.order(oid, start - (60 - i) * H, hours=200)
+        rig.feed(rig.ev("stage.entered", oid, start - (50 - i) * H, stage="transit"),
+                 rig.ev("stage.completed", oid, start - (38 - i) * H, stage="transit"))
+    rig.scan(start + 0.1 * H)
+    assert [x["order_id"] for x in rig.open("predicted_late")] == []
+
+
 # --- stage_over_benchmark ------------------------------------------------------------------------
 
 
 def test_stage_over_benchmark_opens_an_improvement_item(engine: Engine, flows: FlowBook,
                                                          figures: TowerFigures, tmp_path: Path) -> None:
-    rig = _rig(engine, flows, figures, _book(tmp_path, **{"min_visits = 20": "min_visits = 3"}))
+    fewer = {"over_share = 0.2, min_visits = 20": "over_share = 0.2, min_visits = 3"}
+    rig = _rig(engine, flows, figures, _book(tmp_path, **fewer))
     for i in range(4):  # picking, budget 4 h: 5 h on average is +25 %
         oid = f"B{i}"
         rig.order(oid, T0 + i * H, hours=400)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tower.flows import FlowBook, Gate
-from tower.projection import IN_PROGRESS, OrderState, remaining_budget_h
+from tower.projection import IN_PROGRESS, OrderState
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,21 +139,30 @@ def handoff_without_evidence(v: OrderView, now: datetime, flows: FlowBook) -> Fi
                    {"missing": [{"kind": g.kind, "from_stage": g.from_stage} for g in missing]})
 
 
-def estimated_arrival(flows: FlowBook, v: OrderView, now: datetime) -> datetime:
-    """The end of the current stage's budget (or now, if that is past), plus the budgets
-    of the stages after it."""
+def estimated_arrival(flows: FlowBook, v: OrderView, now: datetime,
+                      expected_h: Mapping[tuple[str, str], float] | None = None) -> datetime:
+    """When the order should arrive: the end of its current stage (or now, if that is
+    past) plus the stages after it, each taking its ``expected_h`` duration (the recent
+    average of the network, see the predicted_late rule) or, without one, its budget."""
+    expected_h = expected_h or {}
     rush = v.rush
-    total = remaining_budget_h(flows, v.flow, v.stage, custom=v.custom, rush=rush)
-    current = flows.budget_h(v.flow, v.stage, custom=v.custom, rush=rush)
-    current_end = v.entered_at + timedelta(hours=current)
-    return max(current_end, now) + timedelta(hours=total - current)
+    flow = flows.by_id[v.flow]
+
+    def hours(stage: str) -> float:
+        seen = expected_h.get((v.flow, stage))
+        return seen if seen is not None else flows.budget_h(v.flow, stage, custom=v.custom, rush=rush)
+
+    later = sum(hours(s) for s in flow.stage_ids[flow.stage_index[v.stage] + 1:])
+    current_end = v.entered_at + timedelta(hours=hours(v.stage))
+    return max(current_end, now) + timedelta(hours=later)
 
 
-def predicted_late(v: OrderView, now: datetime, flows: FlowBook, margin: timedelta) -> Finding | None:
+def predicted_late(v: OrderView, now: datetime, flows: FlowBook, margin: timedelta,
+                   expected_h: Mapping[tuple[str, str], float] | None = None) -> Finding | None:
     """The estimated arrival passes the promised time (by more than ``margin``)."""
     if not v.open:
         return None
-    eta = estimated_arrival(flows, v, now)
+    eta = estimated_arrival(flows, v, now, expected_h)
     if eta <= v.promised_at + margin:
         return None
     return Finding(now, f"{v.order_id}: expected {_h(eta - v.promised_at):g} h after its promise",

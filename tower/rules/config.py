@@ -119,6 +119,11 @@ class StockOutParams(_Params):
 
 class PredictedLateParams(_Params):
     margin: Duration = timedelta(0)
+    #: each remaining stage takes the network's average over this period (completed
+    #: visits entered in it) ...
+    expected_over: Duration = timedelta(days=7)
+    #: ... when at least this many visits make the average; otherwise its budget
+    min_visits: int = Field(default=20, ge=1)
 
 
 class StageOverBenchmarkParams(_Params):

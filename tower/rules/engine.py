@@ -130,6 +130,8 @@ class RuleEngine:
         self._pg = engine.dialect.name == "postgresql"
         self._scanning = threading.Lock()
         self._reviewed: dict[str, datetime] = {}  # stage_over_benchmark: last review (tower time)
+        # predicted_late: the network's recent average stage durations, per scan
+        self._expected_h: dict[tuple[str, str], float] = {}
         self._check(book)
 
     def _check(self, book: RuleBook) -> None:
@@ -194,7 +196,8 @@ class RuleEngine:
             t = cast(TrackingMissingParams, p)
             return cond.tracking_missing(v, now, within=t.within, flows=t.flows)
         if c == "predicted_late":
-            return cond.predicted_late(v, now, self.flows, cast(PredictedLateParams, p).margin)
+            return cond.predicted_late(v, now, self.flows, cast(PredictedLateParams, p).margin,
+                                       self._expected_h)
         if c == "handoff_without_evidence":
             return cond.handoff_without_evidence(v, now, self.flows)
         raise ValueError(f"{c} is not an order condition")  # pragma: no cover
@@ -482,6 +485,15 @@ class RuleEngine:
         if not rules:
             return
         found: dict[str, dict[str, Trigger]] = {r.id: {} for r in rules}
+        self._expected_h = {}
+        for rule in rules:
+            if rule.condition == "predicted_late":
+                q = cast(PredictedLateParams, rule.params)
+                self._expected_h = {
+                    (a.flow, a.stage): a.avg_h
+                    for a in reads.stage_averages(work.conn, since=work.now - q.expected_over, until=work.now)
+                    if a.visits >= q.min_visits
+                }
         for v in reads.orders_in_progress(work.conn, self.flows):
             for rule in rules:
                 hit = self.finding(rule, v, work.now)
