@@ -40,8 +40,9 @@ def tower_jobs(tower: Tower) -> list[ScheduledJob]:
     from tower.exceptions.jobs import scheduled_jobs as exception_jobs
     from tower.notify.jobs import scheduled_jobs as notify_jobs
     from tower.rules.jobs import scheduled_jobs as rule_jobs
+    from tower.store.summaries import scheduled_jobs as summary_jobs
 
-    return [*rule_jobs(tower), *exception_jobs(tower), *notify_jobs(tower)]
+    return [*rule_jobs(tower), *exception_jobs(tower), *notify_jobs(tower), *summary_jobs(tower)]
 
 
 def _guarded(job: ScheduledJob) -> Callable[[], None]:

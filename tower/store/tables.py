@@ -399,6 +399,21 @@ class DeliveryRow(Base):
     )
 
 
+class ReadSummary(Base):
+    """A slowly changing figure of a screen, computed by a scheduled job (migration 0011):
+    one row per window (``stages:<period s>``, ``month:<YYYY-MM>``), see
+    :mod:`tower.store.summaries`."""
+
+    __tablename__ = "read_summaries"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    since: Mapped[datetime]
+    until: Mapped[datetime]
+    computed_at: Mapped[datetime]
+    seconds: Mapped[float] = mapped_column(Float)
+    body: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
 metadata = Base.metadata
 PROJECTION_TABLES = (
     "held_events",
@@ -412,4 +427,5 @@ PROJECTION_TABLES = (
     "stage_entry_counts",
     "stage_reentries",
     "delivery_counts",
+    "read_summaries",
 )

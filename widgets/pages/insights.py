@@ -2,8 +2,9 @@
 carrier and supplier scorecards with their trend, and MTTA/MTTR.
 
 One refresh callback, on the shell's timer and the month selector, reads
-:mod:`tower.store.insights` (and :mod:`tower.store.stages` for the stages) and sends
-only the parts whose data changed.
+:mod:`tower.store.insights` and :mod:`tower.store.summaries` (the month's stage
+distributions and carrier scorecard, kept by a scheduled job) and sends only the parts
+whose data changed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tower.flows import FlowBook
 from tower.rules.config import StageOverBenchmarkParams, load_rules
 from tower.store import insights as store
 from tower.store import stages as stage_store
+from tower.store import summaries
 from widgets import context, palette, parts
 from widgets.context import Screens
 from widgets.figures.insights import pareto_figure, pareto_rows
@@ -88,16 +90,20 @@ def gather(screens: Screens, params: StageOverBenchmarkParams | None, *, month: 
     now = tower.clock.now()
     period = store.month(month, zone=screens.settings.zone, now=now)
     measures = store.month_measures(tower.engine, period=period, now=now)
+    # The month's stage distributions and carrier scorecard are kept by the job
+    # `summaries.refresh` (one row read); the benchmarks are applied here.
+    figures = summaries.month_figures(tower.engine, period=period, now=now)
     over: list[stage_store.StageReview] = []
     if params is not None:
-        over = stage_store.stages_over_benchmark(tower.engine, flows=tower.flows, params=params,
-                                                 since=period.since, until=min(period.until, now))
+        over = [r for r in stage_store.review(figures.distributions, flows=tower.flows, params=params)
+                if r.over]
     return {
         "period": period,
+        "as_of": figures.as_of,
         "causes": measures["causes"],
         "over": over,
         "items": store.open_improvements(tower.engine, limit=20),
-        "carriers": store.carrier_scorecard(tower.engine, period=period),
+        "carriers": figures.carriers,
         "suppliers": store.supplier_scorecard(tower.engine, period=period),
         "response": {"overall": measures["overall"], "by_tier": measures["by_tier"],
                      "by_team": measures["by_team"]},
@@ -220,6 +226,7 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         period: store.Month = data["period"]
         share = f"{params.over_share:.0%}" if params is not None else "—"
         note = t("insights.month_note", lang, month=period.key, zone=zone.key, previous=period.previous_key)
+        note = f"{note}{t('insights.as_of', lang, time=data['as_of'].astimezone(zone).strftime('%H:%M'))}"
         pareto: Any = no_update
         top3: Any = no_update
         if changed("causes", [period.key, data["causes"]]):

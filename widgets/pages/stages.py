@@ -17,6 +17,7 @@ from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
 from tower.flows import FlowBook
 from tower.rules.config import StageOverBenchmarkParams, load_rules
 from tower.store import stages as store
+from tower.store import summaries
 from widgets import context, palette, parts
 from widgets.context import Screens
 from widgets.figures.stages import distribution_figure, gantt_bars, gantt_figure, stage_box, stage_colours
@@ -102,11 +103,14 @@ def gather(screens: Screens, params: StageOverBenchmarkParams | None, *, choice:
     orders = store.chosen_orders(tower.engine, choice=kind, flow=flow, now=now, limit=_limit(limit))
     visits = store.order_visits(tower.engine, order_ids=[o.order_id for o in orders])
     reviews: list[store.StageReview] = []
+    as_of: datetime | None = None
     if params is not None:
-        dists = store.stage_distributions(tower.engine, since=now - params.period, until=now)
-        reviews = store.review(dists, flows=tower.flows, params=params)
+        # The window's distributions are kept by the job `summaries.refresh` (one row read).
+        window = summaries.stage_window(tower.engine, period=params.period, now=now)
+        reviews = store.review(window.distributions, flows=tower.flows, params=params)
+        as_of = window.as_of
     return {"now": now, "choice": choice or "latest", "orders": orders, "visits": visits,
-            "reviews": reviews}
+            "reviews": reviews, "as_of": as_of}
 
 
 def _h(value: float | None) -> str:
@@ -192,5 +196,8 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         else:
             window_note = t("stages.dist.note", lang, days=f"{params.period.total_seconds() / 86400:g}",
                             share=f"{params.over_share:.0%}", min_visits=params.min_visits)
+            if data["as_of"] is not None:
+                as_of = data["as_of"].astimezone(zone).strftime("%H:%M")
+                window_note = f"{window_note} {t('stages.dist.as_of', lang, time=as_of, zone=zone.key)}"
         table = review_table(reviews, flows, lang) if changed("table", reviews) else no_update
         return gantt, note, figures, window_note, table, sent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 STRINGS = {
     "en": {
+        "stages.dist.as_of": "Distributions as of {time} ({zone}), recomputed every minute.",
         "stages.choice": "Orders",
         "stages.choice.latest": "Most recently active",
         "stages.choice.late": "Late (in progress)",
@@ -43,6 +44,7 @@ STRINGS = {
                           "review.",
     },
     "zh-CN": {
+        "stages.dist.as_of": "分布数据截至 {time}（{zone}），每分钟重新计算。",
         "stages.choice": "订单",
         "stages.choice.latest": "最近有动态",
         "stages.choice.late": "已延误（进行中）",
