@@ -14,10 +14,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, Table, and_, case, func, or_, select
 
-from tower.store.tables import ExceptionRow, Order
+from tower.store.tables import ExceptionRow, Order, OrderStageCount
 
 ORDERS = cast(Table, Order.__table__)
 EXCEPTIONS = cast(Table, ExceptionRow.__table__)
+STAGE_COUNTS = cast(Table, OrderStageCount.__table__)
 
 IN_PROGRESS = "in_progress"
 DELIVERED = "delivered"
@@ -90,33 +91,57 @@ def _utc(t: datetime) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def order_kpis(engine: Engine, *, zone: ZoneInfo, now: datetime) -> OrderKpis:
-    """In-flight, late and at-risk orders now; deliveries and promises of today."""
-    day_start = start_of_day(now, zone)
-    late = or_(ORDERS.c.late.is_(True), ORDERS.c.promised_at < now)
-    # Late wins over at risk, as in the order view: a late order is no longer "at risk".
-    at_risk = and_(ORDERS.c.at_risk.is_(True), ~late)
-    on_time = ORDERS.c.delivered_at <= ORDERS.c.promised_at
+def in_flight_count(engine: Engine) -> int:
+    """Orders in progress now, from the rollup the projector keeps (``order_stage_counts``,
+    summed over flows, stages and shards): a few dozen rows whatever the number of orders."""
     with engine.connect() as conn:
-        in_flight, n_late, n_risk = conn.execute(
-            select(func.count(), func.coalesce(func.sum(case((late, 1), else_=0)), 0),
-                   func.coalesce(func.sum(case((at_risk, 1), else_=0)), 0))
-            .where(ORDERS.c.status == IN_PROGRESS)
+        return int(conn.execute(
+            select(func.coalesce(func.sum(STAGE_COUNTS.c.n), 0))
+            .where(STAGE_COUNTS.c.status == IN_PROGRESS)
+        ).scalar_one())
+
+
+def order_kpis(engine: Engine, *, zone: ZoneInfo, now: datetime, in_flight: int | None = None
+               ) -> OrderKpis:
+    """In-flight, late and at-risk orders now; deliveries and promises of today.
+
+    ``in_flight``: the number of orders in progress when the caller has it from the
+    rollup (:func:`in_flight_count`, or the funnels' ``by_status`` it already read);
+    without it the in-progress orders are counted (an index-only scan of all of them).
+    Late and at risk never read every order in progress: those past their promise are a
+    range of ``ix_orders_in_progress`` (by promise), and the flagged ones before their
+    promise are ``ix_orders_in_progress_flagged`` (migration 0011: only the orders with
+    ``late`` or ``at_risk`` set). Today's deliveries: ``ix_orders_delivered_today``
+    (delivered ones by delivery time, with the promise), index-only on PostgreSQL.
+    """
+    day_start = start_of_day(now, zone)
+    o = ORDERS.c
+    in_progress = o.status == IN_PROGRESS
+    with engine.connect() as conn:
+        if in_flight is None:
+            in_flight = int(conn.execute(select(func.count()).where(in_progress)).scalar_one())
+        # Late: past the promise (whatever the flag), or flagged late before it.
+        past_promise = conn.execute(
+            select(func.count()).where(in_progress, o.promised_at < now)).scalar_one()
+        # Late wins over at risk, as in the order view: a late order is no longer "at risk".
+        flagged_late, n_risk = conn.execute(
+            select(func.coalesce(func.sum(case((o.late, 1), else_=0)), 0),
+                   func.coalesce(func.sum(case((and_(o.at_risk, ~o.late), 1), else_=0)), 0))
+            .where(in_progress, or_(o.late, o.at_risk), o.promised_at >= now)
         ).one()
+        on_time = o.delivered_at <= o.promised_at
         delivered, delivered_on_time = conn.execute(
             select(func.count(), func.coalesce(func.sum(case((on_time, 1), else_=0)), 0))
-            .where(ORDERS.c.status == DELIVERED, ORDERS.c.delivered_at >= day_start,
-                   ORDERS.c.delivered_at <= now)
+            .where(o.status == DELIVERED, o.delivered_at >= day_start, o.delivered_at <= now)
         ).one()
         due, due_met = conn.execute(
             select(func.count(),
-                   func.coalesce(func.sum(case((and_(ORDERS.c.status == DELIVERED, on_time), 1),
+                   func.coalesce(func.sum(case((and_(o.status == DELIVERED, on_time), 1),
                                                else_=0)), 0))
-            .where(ORDERS.c.promised_at >= day_start, ORDERS.c.promised_at <= now,
-                   ORDERS.c.status != CANCELLED)
+            .where(o.promised_at >= day_start, o.promised_at <= now, o.status != CANCELLED)
         ).one()
     return OrderKpis(
-        in_flight=int(in_flight), late=int(n_late), at_risk=int(n_risk),
+        in_flight=int(in_flight), late=int(past_promise) + int(flagged_late), at_risk=int(n_risk),
         delivered_today=int(delivered), on_time_today=int(delivered_on_time),
         due_today=int(due), otif_today=int(due_met),
     )

@@ -91,6 +91,9 @@ class DeadLetterRow(Base):
     recorded_at: Mapped[datetime]
 
 
+_FLAGGED = "status = 'in_progress' AND (late OR at_risk)"  # migration 0012
+
+
 class Order(Base):
     """Current state of every order (projection)."""
 
@@ -124,6 +127,10 @@ class Order(Base):
         Index("ix_orders_delivered_at", "delivered_at"),  # the screens' reads (migration 0009)
         Index("ix_orders_in_progress", "promised_at", postgresql_include=["late", "at_risk"],
               postgresql_where=text("status = 'in_progress'"), sqlite_where=text("status = 'in_progress'")),
+        Index("ix_orders_in_progress_flagged", "promised_at", postgresql_include=["late", "at_risk"],  # 0012
+              postgresql_where=text(_FLAGGED), sqlite_where=text(_FLAGGED)),
+        Index("ix_orders_delivered_today", "delivered_at", postgresql_include=["promised_at"],  # 0012
+              postgresql_where=text("status = 'delivered'"), sqlite_where=text("status = 'delivered'")),
         Index("ix_orders_parcels", text("(checkpoint -> 'parcels')"),
               postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
@@ -189,6 +196,8 @@ class HubVisitRow(Base):
         Index("ix_hub_visits_open", "hub_id", "departed_at"),
         # Only the parcels at a hub now, by arrival: the parcel_stuck scan (migration 0005).
         Index("ix_hub_visits_open_arrived", "arrived_at",
+              postgresql_where=text("departed_at IS NULL"), sqlite_where=text("departed_at IS NULL")),
+        Index("ix_hub_visits_open_hub", "hub_id", "arrived_at",  # the load of each hub (migration 0012)
               postgresql_where=text("departed_at IS NULL"), sqlite_where=text("departed_at IS NULL")),
     )
 

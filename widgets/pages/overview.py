@@ -132,7 +132,11 @@ def gather(screens: Screens) -> dict[str, Any]:
         funnels[flow]["days"][0]["entered"].get(stage, 0)
         for flow, stage in screens.config.overview.shipped_on_entering.items() if flow in funnels
     )
-    kpis = store.order_kpis(tower.engine, zone=settings.zone, now=now)
+    # In flight: the in-progress rollup (order_stage_counts) the funnels just read, one
+    # per flow of the book (orders of an unknown flow are rejected at ingest), not a count.
+    in_flight = (sum(f["by_status"].get(store.IN_PROGRESS, 0) for f in funnels.values())
+                 if funnels else store.in_flight_count(tower.engine))
+    kpis = store.order_kpis(tower.engine, zone=settings.zone, now=now, in_flight=in_flight)
     exc = store.exception_kpis(tower.engine)
     urgent = None
     if exc.most_urgent is not None and exc.most_urgent.respond_by is not None:
