@@ -86,6 +86,7 @@ def test_insights_refresh_sends_only_what_changed(tower_rt: Any) -> None:
     out = fake.func(1, None, view, {})
     note, pareto, _, top3, *_rest, sent = out
     assert "Asia/Shanghai" in note or "UTC" in note
+    assert "数据截至" in note                     # the month's summary, as of when computed
     assert isinstance(pareto, go.Figure) and list(pareto.data[0].y) == [3, 2, 1]
     assert top3[0].children == "包装材料短缺：50%（3）"
     suppliers = out[11]

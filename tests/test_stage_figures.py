@@ -125,6 +125,7 @@ def test_stages_refresh_sends_only_what_changed(tower_rt: Any) -> None:
     assert isinstance(gantt, go.Figure) and {tr.name for tr in gantt.data} >= {"Paid", "Picking · waiting"}
     assert note.startswith("1 orders")
     assert all(isinstance(f, go.Figure) for f in figures) and "20%" in window
+    assert "Distributions as of" in window                  # read from the job's summary (cold: computed)
     again = fake.func(2, "latest", "200", view, sent, graphs)
     assert again[2] == [no_update] * len(graphs) and again[4] is no_update
     late = fake.func(3, "late", "200", view, sent, graphs)

@@ -11,8 +11,8 @@ monthly review does not change in the 5 s between two refreshes of a page, so:
   (with the month before while it is not complete) in the tower's zone;
 - each is one row of ``read_summaries`` (``name`` → window, when it was computed, a
   small JSON body: per (flow, stage) the count, means and quantiles; for a month also
-  the carrier scorecard), so a page reads a few rows by primary key in milliseconds
-  and says "as of HH:MM";
+  the carrier and supplier scorecards and MTTA/MTTR), so a page reads one row by
+  primary key in milliseconds and says "as of HH:MM";
 - cold start (no row yet: a fresh store, a month never looked at, a window of another
   length): the reader computes it once, writes it and returns it (one reader per
   process at a time); afterwards the job keeps it up to date. A month that ended after
@@ -25,6 +25,7 @@ clears them (``PROJECTION_TABLES``) and they are recomputed.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -78,10 +79,12 @@ class StageWindow:
 
 @dataclass(frozen=True)
 class MonthFigures:
-    """A month's stage distributions and carrier scorecard, computed at ``as_of``."""
+    """A month's stage distributions, scorecards and response measures, computed at ``as_of``."""
 
     distributions: list[stages.StageDistribution]
     carriers: list[insights.Score]
+    suppliers: list[insights.Score]
+    measures: dict[str, Any]        # insights.month_measures: MTTA/MTTR, causes
     as_of: datetime
 
 
@@ -161,15 +164,20 @@ def compute_stages(engine: Engine, *, period: timedelta, now: datetime) -> Summa
 
 
 def compute_month(engine: Engine, *, period: insights.Month, now: datetime) -> Summary:
-    """A month's stage distributions (up to now) and carrier scorecard, stored."""
+    """A month's stage distributions (up to now), carrier and supplier scorecards and
+    response measures (:func:`tower.store.insights.month_measures`), stored."""
     started = time.perf_counter()
     until = min(period.until, now)
     dists = stages.stage_distributions(engine, since=period.since, until=until)
     carriers = insights.carrier_scorecard(engine, period=period, limit=CARRIERS_KEPT)
+    suppliers = insights.supplier_scorecard(engine, period=period, limit=CARRIERS_KEPT)
+    measures = insights.month_measures(engine, period=period, now=now)
     summary = Summary(name=month_name(period), since=period.since, until=until, computed_at=now,
                       seconds=round(time.perf_counter() - started, 3),
                       body={"distributions": [_dist_body(d) for d in dists],
-                            "carriers": [_score_body(s) for s in carriers]})
+                            "carriers": [_score_body(s) for s in carriers],
+                            "suppliers": [_score_body(s) for s in suppliers],
+                            "measures": json.loads(json.dumps(measures, default=str))})
     write(engine, summary)
     return summary
 
@@ -205,7 +213,8 @@ def stage_window(engine: Engine, *, period: timedelta, now: datetime) -> StageWi
 
 def month_figures(engine: Engine, *, period: insights.Month, now: datetime,
                   carriers: int = insights.SCORECARD_ROWS) -> MonthFigures:
-    """A month's stage distributions and carrier scorecard (at most ``carriers`` rows):
+    """A month's stage distributions, carrier and supplier scorecards (at most
+    ``carriers`` rows each) and response measures:
     the stored summary, computed now if there is none, if it was computed in another
     zone (other month bounds), or if the month has ended since it was computed."""
     def usable(s: Summary) -> bool:
@@ -215,6 +224,8 @@ def month_figures(engine: Engine, *, period: insights.Month, now: datetime,
                                   lambda: compute_month(engine, period=period, now=now))
     return MonthFigures(distributions=[_dist(d) for d in summary.body["distributions"]],
                         carriers=[_score(s) for s in summary.body["carriers"]][:carriers],
+                        suppliers=[_score(s) for s in summary.body["suppliers"]][:carriers],
+                        measures=summary.body["measures"],
                         as_of=summary.computed_at)
 
 

@@ -89,10 +89,10 @@ def gather(screens: Screens, params: StageOverBenchmarkParams | None, *, month: 
     tower = screens.tower
     now = tower.clock.now()
     period = store.month(month, zone=screens.settings.zone, now=now)
-    measures = store.month_measures(tower.engine, period=period, now=now)
-    # The month's stage distributions and carrier scorecard are kept by the job
+    # The month's figures (stage distributions, scorecards, measures) are kept by the job
     # `summaries.refresh` (one row read); the benchmarks are applied here.
     figures = summaries.month_figures(tower.engine, period=period, now=now)
+    measures = figures.measures
     over: list[stage_store.StageReview] = []
     if params is not None:
         over = [r for r in stage_store.review(figures.distributions, flows=tower.flows, params=params)
@@ -104,7 +104,7 @@ def gather(screens: Screens, params: StageOverBenchmarkParams | None, *, month: 
         "over": over,
         "items": store.open_improvements(tower.engine, limit=20),
         "carriers": figures.carriers,
-        "suppliers": store.supplier_scorecard(tower.engine, period=period),
+        "suppliers": figures.suppliers,
         "response": {"overall": measures["overall"], "by_tier": measures["by_tier"],
                      "by_team": measures["by_team"]},
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 STRINGS = {
     "en": {
-        "insights.as_of": "; stages and carriers as of {time}, recomputed every minute",
+        "insights.as_of": "; figures as of {time}, recomputed every minute",
         "insights.month": "Month",
         "insights.month_note": "{month} (times in {zone}); trend against {previous}",
         "insights.pareto.title": "Delay causes — {month}",
@@ -68,7 +68,7 @@ STRINGS = {
         "insights.cause.other": "Other",
     },
     "zh-CN": {
-        "insights.as_of": "；阶段与承运商数据截至 {time}，每分钟重新计算",
+        "insights.as_of": "；数据截至 {time}，每分钟重新计算",
         "insights.month": "月份",
         "insights.month_note": "{month}（时间为 {zone}）；趋势对比 {previous}",
         "insights.pareto.title": "延误原因 — {month}",
