@@ -129,6 +129,8 @@ def test_write_replaces_the_row(engine: Engine) -> None:
     assert row is not None and (row.since, row.until, row.computed_at, row.seconds, row.body) == (
         NOW, NOW + H, NOW + H, 0.2, {"distributions": [1]})
     assert _rows(engine) == 1 and summaries.read(engine, "stages:1") is None
+    # A row of an older shape (or none) is recomputed when read.
+    assert summaries.stage_window(engine, period=timedelta(seconds=60), now=NOW + 2 * H).as_of == NOW + 2 * H
 
 
 def test_the_job_is_scheduled_with_the_towers_jobs_and_fills_the_table(tower_rt: Any) -> None:

@@ -53,6 +53,8 @@ SUMMARIES = cast(Table, ReadSummary.__table__)
 EVERY_S: Final = 60.0
 #: Carriers kept in a month's summary (the page shows at most ``insights.SCORECARD_ROWS``).
 CARRIERS_KEPT: Final = 100
+#: The shape of a summary's body; a row of another version is recomputed when read.
+VERSION: Final = 2
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def compute_stages(engine: Engine, *, period: timedelta, now: datetime) -> Summa
     dists = stages.stage_distributions(engine, since=since, until=now)
     summary = Summary(name=stages_name(period), since=since, until=now, computed_at=now,
                       seconds=round(time.perf_counter() - started, 3),
-                      body={"distributions": [_dist_body(d) for d in dists]})
+                      body={"version": VERSION, "distributions": [_dist_body(d) for d in dists]})
     write(engine, summary)
     return summary
 
@@ -174,7 +176,7 @@ def compute_month(engine: Engine, *, period: insights.Month, now: datetime) -> S
     measures = insights.month_measures(engine, period=period, now=now)
     summary = Summary(name=month_name(period), since=period.since, until=until, computed_at=now,
                       seconds=round(time.perf_counter() - started, 3),
-                      body={"distributions": [_dist_body(d) for d in dists],
+                      body={"version": VERSION, "distributions": [_dist_body(d) for d in dists],
                             "carriers": [_score_body(s) for s in carriers],
                             "suppliers": [_score_body(s) for s in suppliers],
                             "measures": json.loads(json.dumps(measures, default=str))})
@@ -187,12 +189,15 @@ _cold = threading.Lock()
 
 def _stored_or_computed(engine: Engine, name: str, usable: Callable[[Summary], bool],
                         compute: Callable[[], Summary]) -> Summary:
+    def ok(found: Summary | None) -> bool:
+        return found is not None and found.body.get("version") == VERSION and usable(found)
+
     found = read(engine, name)
-    if found is not None and usable(found):
+    if found is not None and ok(found):
         return found
     with _cold:  # one cold computation at a time in this process; the others then read it
         found = read(engine, name)
-        if found is not None and usable(found):
+        if found is not None and ok(found):
             return found
         summary = compute()
         log.info("summary %s computed on demand in %.2f s", name, summary.seconds)
@@ -243,7 +248,8 @@ def refresh(engine: Engine, *, now: datetime, period: timedelta | None, zone: Zo
     done.append(compute_month(engine, period=current, now=now))
     previous = insights.month(current.previous_key, zone=zone, now=now)
     stored = read(engine, month_name(previous))
-    if stored is not None and (stored.since != previous.since or stored.until < previous.until):
+    if stored is not None and (stored.since != previous.since or stored.until < previous.until
+                               or stored.body.get("version") != VERSION):
         done.append(compute_month(engine, period=previous, now=now))
     return done
 
