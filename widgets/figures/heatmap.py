@@ -124,16 +124,18 @@ def _value_format(measure: Measure, lang: Lang) -> tuple[str, str]:
 
 def heatmap_figure(grid: HeatGrid, *, measure: Measure, warn_share: float, zone: ZoneInfo,
                    lang: Lang, theme: Theme) -> go.Figure:
-    """The heatmap of ``grid`` with a marker on every cell over ``warn_share``."""
-    fig = go.Figure()
-    layout = palette.figure_layout(theme)
+    """The heatmap of ``grid`` with a marker on every cell over ``warn_share``.
+
+    Built as plain dicts and wrapped without plotly's validation (``_validate=False``,
+    ~20 ms a figure otherwise); the JSON is the same.
+    """
+    layout: dict[str, Any] = palette.figure_layout(theme)
     if not grid.hubs:
-        fig.update_layout(**layout)
-        fig.add_annotation(text=t("network.heatmap.empty", lang), showarrow=False, xref="paper",
-                           yref="paper", x=0.5, y=0.5, font={"size": 14})
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
-        return fig
+        layout.update(
+            annotations=[{"text": t("network.heatmap.empty", lang), "showarrow": False, "xref": "paper",
+                          "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 14}}],
+            xaxis={**layout["xaxis"], "visible": False}, yaxis={**layout["yaxis"], "visible": False})
+        return go.Figure({"data": [], "layout": layout}, _validate=False)
     value, ticks = _value_format(measure, lang)
     custom = [[[a, k, d if d is not None else -1] for a, k, d in zip(ar, kr, dr, strict=True)]
               for ar, kr, dr in zip(grid.arrivals, grid.retained, grid.dwell_h, strict=True)]
@@ -148,32 +150,35 @@ def heatmap_figure(grid: HeatGrid, *, measure: Measure, warn_share: float, zone:
     elif measure == "arrivals":
         # Whole parcels: ticks one or more apart, never 0.2 shown as 0.
         colorbar["dtick"] = max(1, math.ceil(max(values, default=1) / 5))
-    fig.add_trace(go.Heatmap(
-        x=list(grid.labels), y=list(grid.hub_labels), z=[list(r) for r in grid.z],
-        customdata=custom, hovertemplate=hover, colorscale=colour_scale(theme),
-        zmin=0, zmax=zmax, xgap=1, ygap=1, hoverongaps=False,
-        colorbar=colorbar,
-    ))
+    heat: dict[str, Any] = {
+        "type": "heatmap", "x": list(grid.labels), "y": list(grid.hub_labels),
+        "z": [list(r) for r in grid.z], "customdata": custom, "hovertemplate": hover,
+        "colorscale": tuple(tuple(step) for step in colour_scale(theme)),
+        "zmin": 0, "xgap": 1, "ygap": 1, "hoverongaps": False, "colorbar": colorbar,
+    }
+    if zmax is not None:
+        heat["zmax"] = zmax
     ink = "#ffffff" if theme == "dark" else "#000000"
-    fig.add_trace(go.Scatter(
-        name=t("network.heatmap.over", lang, share=f"{warn_share:.0%}"),
-        x=[grid.labels[c] for _, c in grid.over], y=[grid.hub_labels[r] for r, _ in grid.over],
-        mode="markers", showlegend=True, hoverinfo="skip",
-        marker={"symbol": "triangle-up", "size": 9, "color": palette.VERMILION,
-                "line": {"color": ink, "width": 1}},
-    ))
-    fig.update_layout(
-        **{**layout, "margin": {"l": 8, "r": 8, "t": 8, "b": 8}},
-        legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
-    )
+    marks = {
+        "type": "scatter", "name": t("network.heatmap.over", lang, share=f"{warn_share:.0%}"),
+        "x": [grid.labels[c] for _, c in grid.over], "y": [grid.hub_labels[r] for r, _ in grid.over],
+        "mode": "markers", "showlegend": True, "hoverinfo": "skip",
+        "marker": {"symbol": "triangle-up", "size": 9, "color": palette.VERMILION,
+                   "line": {"color": ink, "width": 1}},
+    }
     # Ticks on round local hours (every 1, 2, 3, 4, 6, 12 or 24 h), at most MAX_TICKS.
     step = next((n for n in TICK_STEPS_H if len(grid.labels) / n <= MAX_TICKS), TICK_STEPS_H[-1])
     shown = [label for label in grid.labels if int(label[6:8]) % step == 0] or list(grid.labels[:1])
     # "HH:00", with the date under it where it changes (and on the first tick).
     text = [f"{label[6:]}<br>{label[:5]}" if i == 0 or label[:5] != shown[i - 1][:5] else label[6:]
             for i, label in enumerate(shown)]
-    fig.update_xaxes(type="category", title={"text": t("network.heatmap.hour", lang, zone=zone.key)},
-                     tickmode="array", tickvals=shown, ticktext=text, tickangle=0, showgrid=False,
-                     automargin=True)
-    fig.update_yaxes(type="category", showgrid=False, automargin=True)
-    return fig
+    layout.update(
+        margin={"l": 8, "r": 8, "t": 8, "b": 8},
+        legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
+        xaxis={**layout["xaxis"], "type": "category",
+               "title": {"text": t("network.heatmap.hour", lang, zone=zone.key)},
+               "tickmode": "array", "tickvals": shown, "ticktext": text, "tickangle": 0,
+               "showgrid": False, "automargin": True},
+        yaxis={**layout["yaxis"], "type": "category", "showgrid": False, "automargin": True},
+    )
+    return go.Figure({"data": [heat, marks], "layout": layout}, _validate=False)

@@ -9,6 +9,8 @@ a refresh replaces only its traces (a ``Patch``), never the outline.
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -39,6 +41,9 @@ STUCK_PER_HUB: Final = 10      # rows of the stuck list per hub (the counts are 
 LANES_SHOWN: Final = 60        # the busiest lanes drawn on the map
 KIOSK_FONT: Final = 18           # px in the figures of a wall screen (CSS does not reach them)
 OUTLINE_PATH: Final = DEFAULT_DATA_DIR / "map" / "china-outline.json"  # shipped, not configuration
+WINDOW_MAX_AGE_S: Final = 30.0   # the heatmap grid and the lanes are re-read at most this often
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -144,17 +149,85 @@ class NetworkData:
     stuck: list[store.StuckParcel]
 
 
-def gather(screens: Screens, *, window_h: int, hub_id: str | None) -> NetworkData:
-    """Every read the page needs: four bounded queries."""
+@dataclass(frozen=True)
+class WindowData:
+    """The window's hub x hour cells and lanes, as read at ``now``."""
+
+    now: datetime
+    cells: list[store.HubHour]
+    lanes: store.LaneSet
+
+
+def read_window(screens: Screens, *, window_h: int, now: datetime) -> WindowData:
+    """The two reads of a whole window (tens of thousands of hub visits at full size)."""
+    tower = screens.tower
+    since = now - timedelta(hours=window_h)
+    return WindowData(
+        now=now,
+        cells=store.hub_hours(tower.engine, since=since, now=now,
+                              dwell_limit_h=tower.figures.hubs.dwell_limit_h),
+        lanes=store.lanes(tower.engine, since=since, limit=LANES_SHOWN),
+    )
+
+
+class WindowReads:
+    """The window reads, shared by every screen of this app, at most ``max_age_s`` old.
+
+    Hourly cells and the lanes of the last hours move slowly, while reading them scans
+    every hub visit of the window (50-80 ms at 37,000 visits). The first read of a window
+    is made by the refresh that asks; after that a refresh gets the last read, and when it
+    is older than ``max_age_s`` (by the tower's clock) one background thread reads it
+    again: no refresh waits for it. A read that fails keeps the previous one (logged).
+    """
+
+    def __init__(self, screens: Screens, *, max_age_s: float = WINDOW_MAX_AGE_S) -> None:
+        self._screens = screens
+        self._max_age = timedelta(seconds=max_age_s)
+        self._lock = threading.Lock()
+        self._kept: dict[int, WindowData] = {}
+        self._reading: set[int] = set()
+
+    def get(self, window_h: int, now: datetime) -> WindowData:
+        with self._lock:
+            kept = self._kept.get(window_h)
+            stale = kept is not None and not (kept.now <= now < kept.now + self._max_age)
+            if stale and window_h not in self._reading:
+                self._reading.add(window_h)
+                threading.Thread(target=self._read, args=(window_h,), daemon=True,
+                                 name=f"network-window-{window_h}h").start()
+        if kept is not None:
+            return kept
+        fresh = read_window(self._screens, window_h=window_h, now=now)
+        with self._lock:
+            if window_h not in self._kept or self._kept[window_h].now < fresh.now:
+                self._kept[window_h] = fresh
+        return fresh
+
+    def _read(self, window_h: int) -> None:
+        try:
+            fresh = read_window(self._screens, window_h=window_h, now=self._screens.tower.clock.now())
+            with self._lock:
+                self._kept[window_h] = fresh
+        except Exception:  # a failed re-read keeps the previous one; the next refresh retries
+            log.exception("network: reading the %d h window failed", window_h)
+        finally:
+            with self._lock:
+                self._reading.discard(window_h)
+
+
+def gather(screens: Screens, *, window_h: int, hub_id: str | None,
+           window: WindowReads | None = None) -> NetworkData:
+    """Every read the page needs: four bounded queries (the window's two from ``window``
+    when given, else read now)."""
     tower = screens.tower
     hubs = tower.figures.hubs
     now = tower.clock.now()
-    since = now - timedelta(hours=window_h)
+    reads = window.get(window_h, now) if window else read_window(screens, window_h=window_h, now=now)
     return NetworkData(
         now=now,
-        cells=store.hub_hours(tower.engine, since=since, now=now, dwell_limit_h=hubs.dwell_limit_h),
+        cells=reads.cells,
         loads=store.hub_loads(tower.engine, now=now, dwell_limit_h=hubs.dwell_limit_h),
-        lanes=store.lanes(tower.engine, since=since, limit=LANES_SHOWN),
+        lanes=reads.lanes,
         stuck=store.stuck_parcels(tower.engine, now=now, dwell_limit_h=hubs.dwell_limit_h,
                                   per_hub=STUCK_PER_HUB, hub_id=hub_id),
     )
@@ -254,6 +327,7 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
     book = hub_book(screens)   # a bad hubs.toml stops create_app with the file, key and why
     warn = screens.tower.figures.hubs.retention_warn_share
     zone = screens.settings.zone
+    window = WindowReads(screens)
 
     @app.callback(
         Output(ids("heatmap"), "figure"),
@@ -277,7 +351,7 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         theme = palette.normalise_theme(view.get("theme"))
         kiosk = bool(view.get("kiosk"))
         measure, window_h = _measure(measure_value), _window(window_value)
-        data = gather(screens, window_h=window_h, hub_id=hub or None)
+        data = gather(screens, window_h=window_h, hub_id=hub or None, window=window)
         sent, changed = parts.tracker(sent)
 
         order = [h.id for h in book.hubs]
