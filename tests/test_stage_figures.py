@@ -130,3 +130,20 @@ def test_stages_refresh_sends_only_what_changed(tower_rt: Any) -> None:
     assert again[2] == [no_update] * len(graphs) and again[4] is no_update
     late = fake.func(3, "late", "200", view, sent, graphs)
     assert isinstance(late[0], go.Figure) and late[1].startswith("0 orders")
+
+
+def test_figures_built_without_validation_are_valid_plotly() -> None:
+    # The builders skip plotly's per-value validation (speed); validate their output here.
+    bars = gantt_bars([_visit("a", 0, "paid", NOW - 6 * H, NOW - 5 * H, NOW - 4 * H),
+                       _visit("b", 0, "picking", NOW - 2 * H, None, None)], now=NOW)
+    figures = [
+        gantt_figure(bars, rows=["a", "b"], labels={}, colours=stage_colours(["paid", "picking"]), now=NOW,
+                     zone=ZONE, lang="en", theme="dark"),
+        gantt_figure([], rows=[], labels={}, colours={}, now=NOW, zone=ZONE, lang="en", theme="light"),
+        distribution_figure([stage_box(_review("picking", 5.0, 4.0, over=True)),
+                             stage_box(_review("packing", 2.1, 2.0, over=False))], labels={}, title="x",
+                            over_share=0.2, lang="en", theme="light"),
+        distribution_figure([], labels={}, title="x", over_share=0.2, lang="en", theme="dark"),
+    ]
+    for fig in figures:
+        assert go.Figure(fig.to_dict()).to_dict() == fig.to_dict()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import plotly.graph_objects as go
@@ -81,8 +81,13 @@ def _local(moment: datetime, zone: ZoneInfo) -> str:
 def gantt_figure(bars: Sequence[GanttBar], *, rows: Sequence[str], labels: Mapping[str, str],
                  colours: Mapping[str, str], now: datetime, zone: ZoneInfo, lang: Lang,
                  theme: Theme) -> go.Figure:
-    """One row per order (``rows``, top first), its visits as bars on one time axis."""
-    fig = go.Figure()
+    """One row per order (``rows``, top first), its visits as bars on one time axis.
+
+    Built as plain dicts and wrapped without plotly's per-value validation (``_validate=False``):
+    at 200 orders the validation of ~800 bars and their layout was most of the page's
+    refresh (ADR 0005); the values are ours, checked by the tests.
+    """
+    traces: list[dict[str, Any]] = []
     stages = list(dict.fromkeys([*colours, *(b.stage for b in bars)]))
     for stage in stages:
         for phase in ("wait", "work"):
@@ -91,44 +96,49 @@ def gantt_figure(bars: Sequence[GanttBar], *, rows: Sequence[str], labels: Mappi
                 continue
             label = labels.get(stage, stage)
             phase_name = t(f"stages.gantt.{phase}", lang)
-            fig.add_trace(go.Bar(
-                name=label if phase == "work" else f"{label} · {phase_name}",
-                legendgroup=stage, showlegend=phase == "work", orientation="h",
-                y=[b.order_id for b in mine],
-                x=[(b.end - b.start).total_seconds() * 1000 for b in mine],
-                base=[_local(b.start, zone) for b in mine],
-                customdata=[[phase_name, _local(b.start, zone)[:16].replace("T", " "),
-                             round((b.end - b.start).total_seconds() / 3600, 1)] for b in mine],
-                hovertemplate="%{y}<br>" + label + " · %{customdata[0]}<br>%{customdata[1]} · "
-                              "%{customdata[2]} h<extra></extra>",
-                marker={"color": colours.get(stage, palette.GREY),
-                        "opacity": 0.45 if phase == "wait" else 1.0,
-                        "pattern": {"shape": "/" if phase == "wait" else ""},
-                        "line": {"width": 0}},
-            ))
+            starts = [_local(b.start, zone) for b in mine]
+            traces.append({
+                "type": "bar",
+                "name": label if phase == "work" else f"{label} · {phase_name}",
+                "legendgroup": stage, "showlegend": phase == "work", "orientation": "h",
+                "y": [b.order_id for b in mine],
+                "x": [(b.end - b.start).total_seconds() * 1000 for b in mine],
+                "base": starts,
+                "customdata": [[phase_name, start[:16].replace("T", " "),
+                                round((b.end - b.start).total_seconds() / 3600, 1)]
+                               for start, b in zip(starts, mine, strict=True)],
+                "hovertemplate": "%{y}<br>" + label + " · %{customdata[0]}<br>%{customdata[1]} · "
+                                 "%{customdata[2]} h<extra></extra>",
+                "marker": {"color": colours.get(stage, palette.GREY),
+                           "opacity": 0.45 if phase == "wait" else 1.0,
+                           "pattern": {"shape": "/" if phase == "wait" else ""},
+                           "line": {"width": 0}},
+            })
     if bars:
         # A legend entry for the hatching itself: waiting is told apart by pattern too.
-        fig.add_trace(go.Bar(name=t("stages.gantt.wait_legend", lang), x=[None], y=[None],
-                             orientation="h", marker={"color": palette.GREY, "opacity": 0.45,
-                                                      "pattern": {"shape": "/"}}))
-    fig.update_layout(
-        **palette.figure_layout(theme),
+        traces.append({"type": "bar", "name": t("stages.gantt.wait_legend", lang), "x": [None],
+                       "y": [None], "orientation": "h",
+                       "marker": {"color": palette.GREY, "opacity": 0.45, "pattern": {"shape": "/"}}})
+    layout = palette.figure_layout(theme)
+    grid = {k: layout["xaxis"][k] for k in ("gridcolor", "zerolinecolor")}
+    layout.update(
         barmode="overlay", bargap=0.25,
         height=max(320, 90 + ROW_PX * len(rows)),
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
-        shapes=[{"type": "line", "xref": "x", "yref": "paper", "x0": _local(now, zone),
-                 "x1": _local(now, zone), "y0": 0, "y1": 1,
-                 "line": {"color": palette.GREY, "dash": "dot", "width": 1}}] if bars else [],
+        xaxis={**grid, "type": "date"},
+        yaxis={**grid, "type": "category", "categoryorder": "array", "categoryarray": list(reversed(rows)),
+               "automargin": True},
     )
-    fig.update_xaxes(type="date")
-    fig.update_yaxes(type="category", categoryorder="array", categoryarray=list(reversed(rows)),
-                     automargin=True)
-    if not bars:
-        fig.add_annotation(text=t("stages.gantt.empty", lang), showarrow=False, xref="paper",
-                           yref="paper", x=0.5, y=0.5, font={"size": 14})
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
-    return fig
+    if bars:
+        layout["shapes"] = [{"type": "line", "xref": "x", "yref": "paper", "x0": _local(now, zone),
+                             "x1": _local(now, zone), "y0": 0, "y1": 1,
+                             "line": {"color": palette.GREY, "dash": "dot", "width": 1}}]
+    else:
+        layout["annotations"] = [{"text": t("stages.gantt.empty", lang), "showarrow": False, "xref": "paper",
+                                  "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 14}}]
+        layout["xaxis"]["visible"] = False
+        layout["yaxis"]["visible"] = False
+    return go.Figure(data=traces, layout=layout, _validate=False)
 
 
 @dataclass(frozen=True)
@@ -160,8 +170,10 @@ def stage_box(review: StageReview) -> StageBox:
 
 def distribution_figure(boxes: Sequence[StageBox], *, labels: Mapping[str, str], title: str,
                         over_share: float, lang: Lang, theme: Theme) -> go.Figure:
-    """Boxes of the stage durations (log hours) with benchmark and limit markers."""
-    fig = go.Figure()
+    """Boxes of the stage durations (log hours) with benchmark and limit markers (plain
+    dicts, wrapped without plotly's validation as :func:`gantt_figure`)."""
+    traces: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     x = [labels.get(b.stage, b.stage) for b in boxes]
     limit_name = t("stages.dist.limit", lang, share=f"{over_share:.0%}")
     for over, colour, key in ((False, palette.BLUE, "stages.dist.within"),
@@ -169,38 +181,40 @@ def distribution_figure(boxes: Sequence[StageBox], *, labels: Mapping[str, str],
         mine = [(label, b) for label, b in zip(x, boxes, strict=True) if b.over == over]
         if not mine:
             continue
-        fig.add_trace(go.Box(
-            name=t(key, lang, share=f"{over_share:.0%}"), x=[label for label, _ in mine],
-            q1=[b.q25 for _, b in mine], median=[b.q50 for _, b in mine], q3=[b.q75 for _, b in mine],
-            lowerfence=[b.q10 for _, b in mine], upperfence=[b.q90 for _, b in mine],
-            mean=[b.mean_h for _, b in mine], boxpoints=False,
-            marker={"color": colour}, line={"color": colour}, fillcolor=colour, opacity=0.75,
-            hoverinfo="x+y",
-        ))
+        traces.append({
+            "type": "box", "name": t(key, lang, share=f"{over_share:.0%}"), "x": [label for label, _ in mine],
+            "q1": [b.q25 for _, b in mine], "median": [b.q50 for _, b in mine],
+            "q3": [b.q75 for _, b in mine], "lowerfence": [b.q10 for _, b in mine],
+            "upperfence": [b.q90 for _, b in mine], "mean": [b.mean_h for _, b in mine], "boxpoints": False,
+            "marker": {"color": colour}, "line": {"color": colour}, "fillcolor": colour, "opacity": 0.75,
+            "hoverinfo": "x+y",
+        })
     if boxes:
-        fig.add_trace(go.Scatter(
-            name=t("stages.dist.benchmark", lang), x=x, y=[b.benchmark_h for b in boxes], mode="markers",
-            marker={"symbol": "line-ew", "size": 44, "line": {"width": 3, "color": palette.BLUISH_GREEN}},
-            hovertemplate="%{x}<br>" + t("stages.dist.benchmark", lang) + ": %{y} h<extra></extra>"))
-        fig.add_trace(go.Scatter(
-            name=limit_name, x=x, y=[b.limit_h for b in boxes], mode="markers",
-            marker={"symbol": "line-ew", "size": 44, "line": {"width": 2, "color": palette.ORANGE}},
-            hovertemplate="%{x}<br>" + limit_name + ": %{y:.3g} h<extra></extra>"))
+        traces.append({
+            "type": "scatter", "name": t("stages.dist.benchmark", lang), "x": x,
+            "y": [b.benchmark_h for b in boxes], "mode": "markers",
+            "marker": {"symbol": "line-ew", "size": 44, "line": {"width": 3, "color": palette.BLUISH_GREEN}},
+            "hovertemplate": "%{x}<br>" + t("stages.dist.benchmark", lang) + ": %{y} h<extra></extra>"})
+        traces.append({
+            "type": "scatter", "name": limit_name, "x": x, "y": [b.limit_h for b in boxes], "mode": "markers",
+            "marker": {"symbol": "line-ew", "size": 44, "line": {"width": 2, "color": palette.ORANGE}},
+            "hovertemplate": "%{x}<br>" + limit_name + ": %{y:.3g} h<extra></extra>"})
     for label, b in zip(x, boxes, strict=True):
         if b.over and b.over_share is not None:
-            fig.add_annotation(x=label, y=max(b.q90, b.limit_h), yshift=14, showarrow=False,
-                               text=t("stages.dist.over_by", lang, share=f"{b.over_share:+.0%}"),
-                               font={"color": palette.BAD, "size": 13})
-    fig.update_layout(
-        **palette.figure_layout(theme),
+            annotations.append({"x": label, "y": max(b.q90, b.limit_h), "yshift": 14, "showarrow": False,
+                                "text": t("stages.dist.over_by", lang, share=f"{b.over_share:+.0%}"),
+                                "font": {"color": palette.BAD, "size": 13}})
+    layout = palette.figure_layout(theme)
+    layout.update(
         title={"text": title, "x": 0, "xanchor": "left"},
         boxmode="overlay",
         legend={"orientation": "h", "y": -0.12, "x": 0},
+        yaxis={**layout["yaxis"], "type": "log", "title": {"text": t("stages.dist.hours", lang)}},
     )
-    fig.update_yaxes(type="log", title={"text": t("stages.dist.hours", lang)})
     if not boxes:
-        fig.add_annotation(text=t("stages.dist.empty", lang), showarrow=False, xref="paper",
-                           yref="paper", x=0.5, y=0.5, font={"size": 14})
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
-    return fig
+        annotations.append({"text": t("stages.dist.empty", lang), "showarrow": False, "xref": "paper",
+                            "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 14}})
+        layout["xaxis"] = {**layout["xaxis"], "visible": False}
+        layout["yaxis"]["visible"] = False
+    layout["annotations"] = annotations
+    return go.Figure(data=traces, layout=layout, _validate=False)
