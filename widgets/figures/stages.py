@@ -16,8 +16,6 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-import plotly.graph_objects as go
-
 from tower.store.stages import StageReview
 from widgets import palette
 from widgets.i18n import Lang, t
@@ -80,12 +78,14 @@ def _local(moment: datetime, zone: ZoneInfo) -> str:
 
 def gantt_figure(bars: Sequence[GanttBar], *, rows: Sequence[str], labels: Mapping[str, str],
                  colours: Mapping[str, str], now: datetime, zone: ZoneInfo, lang: Lang,
-                 theme: Theme) -> go.Figure:
+                 theme: Theme) -> dict[str, Any]:
     """One row per order (``rows``, top first), its visits as bars on one time axis.
 
-    Built as plain dicts and wrapped without plotly's per-value validation (``_validate=False``):
-    at 200 orders the validation of ~800 bars and their layout was most of the page's
-    refresh (ADR 0005); the values are ours, checked by the tests.
+    A plain figure dict (what Dash sends), not a ``go.Figure``: at 200 orders plotly's
+    validation of ~800 bars, then its deep copy when serialising, were most of the
+    page's refresh (ADR 0005); the tests validate it through ``go.Figure``. The hover
+    reads the start from the bar's base and the phase from the trace: one number of
+    custom data per bar.
     """
     traces: list[dict[str, Any]] = []
     stages = list(dict.fromkeys([*colours, *(b.stage for b in bars)]))
@@ -104,11 +104,9 @@ def gantt_figure(bars: Sequence[GanttBar], *, rows: Sequence[str], labels: Mappi
                 "y": [b.order_id for b in mine],
                 "x": [(b.end - b.start).total_seconds() * 1000 for b in mine],
                 "base": starts,
-                "customdata": [[phase_name, start[:16].replace("T", " "),
-                                round((b.end - b.start).total_seconds() / 3600, 1)]
-                               for start, b in zip(starts, mine, strict=True)],
-                "hovertemplate": "%{y}<br>" + label + " · %{customdata[0]}<br>%{customdata[1]} · "
-                                 "%{customdata[2]} h<extra></extra>",
+                "customdata": [round((b.end - b.start).total_seconds() / 3600, 1) for b in mine],
+                "hovertemplate": "%{y}<br>" + label + " · " + phase_name
+                                 + "<br>%{base|%Y-%m-%d %H:%M} · %{customdata} h<extra></extra>",
                 "marker": {"color": colours.get(stage, palette.GREY),
                            "opacity": 0.45 if phase == "wait" else 1.0,
                            "pattern": {"shape": "/" if phase == "wait" else ""},
@@ -138,7 +136,7 @@ def gantt_figure(bars: Sequence[GanttBar], *, rows: Sequence[str], labels: Mappi
                                   "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 14}}]
         layout["xaxis"]["visible"] = False
         layout["yaxis"]["visible"] = False
-    return go.Figure(data=traces, layout=layout, _validate=False)
+    return {"data": traces, "layout": layout}
 
 
 @dataclass(frozen=True)
@@ -169,9 +167,9 @@ def stage_box(review: StageReview) -> StageBox:
 
 
 def distribution_figure(boxes: Sequence[StageBox], *, labels: Mapping[str, str], title: str,
-                        over_share: float, lang: Lang, theme: Theme) -> go.Figure:
-    """Boxes of the stage durations (log hours) with benchmark and limit markers (plain
-    dicts, wrapped without plotly's validation as :func:`gantt_figure`)."""
+                        over_share: float, lang: Lang, theme: Theme) -> dict[str, Any]:
+    """Boxes of the stage durations (log hours) with benchmark and limit markers (a
+    plain figure dict, as :func:`gantt_figure`)."""
     traces: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     x = [labels.get(b.stage, b.stage) for b in boxes]
@@ -217,4 +215,4 @@ def distribution_figure(boxes: Sequence[StageBox], *, labels: Mapping[str, str],
         layout["xaxis"] = {**layout["xaxis"], "visible": False}
         layout["yaxis"]["visible"] = False
     layout["annotations"] = annotations
-    return go.Figure(data=traces, layout=layout, _validate=False)
+    return {"data": traces, "layout": layout}
