@@ -118,17 +118,18 @@ def _bow(start: tuple[float, float], end: tuple[float, float], steps: int = 12
 
 
 def hub_traces(hubs: Sequence[HubPoint], lanes: Sequence[LaneLine], *, warn_share: float,
-               window_h: int, lang: Lang, theme: Theme, text_size: int = 11) -> list[go.Scatter]:
+               window_h: int, lang: Lang, theme: Theme, text_size: int = 11) -> list[dict[str, Any]]:
     """Lanes (one line each, width by parcels; one hover point at each middle), then the
     hubs in two traces: retention up to the warning share (blue circles) and over it
-    (vermilion diamonds), sized by the parcels there now."""
-    traces: list[go.Scatter] = []
+    (vermilion diamonds), sized by the parcels there now. Plain trace dicts (plotly's
+    validation of dozens of ``go.Scatter`` cost a refresh tens of milliseconds)."""
+    traces: list[dict[str, Any]] = []
     busiest = max((lane.parcels for lane in lanes), default=0)
     mids: tuple[list[float], list[float], list[str]] = ([], [], [])
     for lane in lanes:
         xs, ys = _bow(lane.start, lane.end)
-        traces.append(go.Scatter(
-            x=xs, y=ys, mode="lines", showlegend=False, hoverinfo="skip",
+        traces.append(dict(
+            type="scatter", x=xs, y=ys, mode="lines", showlegend=False, hoverinfo="skip",
             line={"color": palette.GREY, "width": _scale(lane.parcels, busiest, LANE_WIDTH)},
             opacity=0.8,
         ))
@@ -136,9 +137,9 @@ def hub_traces(hubs: Sequence[HubPoint], lanes: Sequence[LaneLine], *, warn_shar
         mids[1].append(ys[len(ys) // 2])
         mids[2].append(t("network.map.lane", lang, a=lane.from_label, b=lane.to_label, n=lane.parcels))
     if lanes:
-        traces.append(go.Scatter(x=mids[0], y=mids[1], text=mids[2], mode="markers", showlegend=False,
-                                 hovertemplate="%{text}<extra></extra>",
-                                 marker={"size": 6, "color": palette.GREY, "opacity": 0.6}))
+        traces.append(dict(type="scatter", x=mids[0], y=mids[1], text=mids[2], mode="markers",
+                           showlegend=False, hovertemplate="%{text}<extra></extra>",
+                           marker={"size": 6, "color": palette.GREY, "opacity": 0.6}))
     fullest = max((h.at_hub for h in hubs), default=0)
     ink = "#ffffff" if theme == "dark" else "#000000"
     hover = ("<b>%{text}</b><br>" + t("network.map.at_hub", lang) + ": %{customdata[1]}<br>"
@@ -150,8 +151,8 @@ def hub_traces(hubs: Sequence[HubPoint], lanes: Sequence[LaneLine], *, warn_shar
         (True, t("network.map.over", lang, share=share), palette.VERMILION, "diamond"),
     ):
         group = [h for h in hubs if ((h.retention_rate or 0.0) > warn_share) == over]
-        traces.append(go.Scatter(
-            name=name, x=[h.lon for h in group], y=[h.lat for h in group],
+        traces.append(dict(
+            type="scatter", name=name, x=[h.lon for h in group], y=[h.lat for h in group],
             text=[h.label for h in group], mode="markers+text", textposition="top center",
             textfont={"size": text_size},
             texttemplate="%{text} %{customdata[1]}",

@@ -151,30 +151,36 @@ class NetworkData:
 
 @dataclass(frozen=True)
 class WindowData:
-    """The window's hub x hour cells and lanes, as read at ``now``."""
+    """The window's hub x hour cells and lanes, the hubs' loads and the stuck parcels of
+    every hub, as read at ``now``."""
 
     now: datetime
     cells: list[store.HubHour]
     lanes: store.LaneSet
+    loads: list[store.HubLoad]
+    stuck: list[store.StuckParcel]
 
 
 def read_window(screens: Screens, *, window_h: int, now: datetime) -> WindowData:
-    """The two reads of a whole window (tens of thousands of hub visits at full size)."""
+    """The reads of the whole network (tens of thousands of hub visits at full size)."""
     tower = screens.tower
     since = now - timedelta(hours=window_h)
+    limit_h = tower.figures.hubs.dwell_limit_h
     return WindowData(
         now=now,
-        cells=store.hub_hours(tower.engine, since=since, now=now,
-                              dwell_limit_h=tower.figures.hubs.dwell_limit_h),
+        cells=store.hub_hours(tower.engine, since=since, now=now, dwell_limit_h=limit_h),
         lanes=store.lanes(tower.engine, since=since, limit=LANES_SHOWN),
+        loads=store.hub_loads(tower.engine, now=now, dwell_limit_h=limit_h),
+        stuck=store.stuck_parcels(tower.engine, now=now, dwell_limit_h=limit_h, per_hub=STUCK_PER_HUB),
     )
 
 
 class WindowReads:
     """The window reads, shared by every screen of this app, at most ``max_age_s`` old.
 
-    Hourly cells and the lanes of the last hours move slowly, while reading them scans
-    every hub visit of the window (50-80 ms at 37,000 visits). The first read of a window
+    Hourly cells, the lanes of the last hours, the hubs' loads and who is stuck past a
+    day move slowly, while reading them scans every hub visit of the window (50-80 ms at
+    37,000 visits). The first read of a window
     is made by the refresh that asks; after that a refresh gets the last read, and when it
     is older than ``max_age_s`` (by the tower's clock) one background thread reads it
     again: no refresh waits for it. A read that fails keeps the previous one (logged).
@@ -217,20 +223,16 @@ class WindowReads:
 
 def gather(screens: Screens, *, window_h: int, hub_id: str | None,
            window: WindowReads | None = None) -> NetworkData:
-    """Every read the page needs: four bounded queries (the window's two from ``window``
-    when given, else read now)."""
+    """Every read the page needs: the network's, from ``window`` when given (shared,
+    at most its ``max_age_s`` old: a parcel counts as stuck after a day), else read now;
+    the stuck parcels of one chosen hub are read live (ten rows of one hub)."""
     tower = screens.tower
     hubs = tower.figures.hubs
     now = tower.clock.now()
     reads = window.get(window_h, now) if window else read_window(screens, window_h=window_h, now=now)
-    return NetworkData(
-        now=now,
-        cells=reads.cells,
-        loads=store.hub_loads(tower.engine, now=now, dwell_limit_h=hubs.dwell_limit_h),
-        lanes=reads.lanes,
-        stuck=store.stuck_parcels(tower.engine, now=now, dwell_limit_h=hubs.dwell_limit_h,
-                                  per_hub=STUCK_PER_HUB, hub_id=hub_id),
-    )
+    stuck = reads.stuck if hub_id is None else store.stuck_parcels(
+        tower.engine, now=now, dwell_limit_h=hubs.dwell_limit_h, per_hub=STUCK_PER_HUB, hub_id=hub_id)
+    return NetworkData(now=now, cells=reads.cells, loads=reads.loads, lanes=reads.lanes, stuck=stuck)
 
 
 def hub_label(book: HubBook, hub_id: str, lang: Lang) -> str:
@@ -373,9 +375,9 @@ def register_callbacks(app: Dash, screens: Screens) -> None:
         map_title: Any = no_update
         if changed("map", [window_h, points, lanes, data.lanes.capped]):
             map_fig = Patch()
-            map_fig["data"] = [tr.to_plotly_json() for tr in hub_traces(
+            map_fig["data"] = hub_traces(
                 points, lanes, warn_share=warn, window_h=window_h, lang=lang, theme=theme,
-                text_size=KIOSK_FONT if kiosk else 11)]
+                text_size=KIOSK_FONT if kiosk else 11)
             map_title = t("network.map.title", lang, n=window_h)
             if data.lanes.capped:
                 map_title += " " + t("network.map.capped", lang, n=data.lanes.moves)
