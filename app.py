@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,22 @@ def create_app(settings: Settings | None = None, *, tower: Tower | None = None) 
                               default_lang=config.default_lang)
     shell.register_callbacks(app, screens)
     install_api(app.server, tower)
+    _freeze_heap()
     return app
+
+
+def _freeze_heap() -> None:
+    """Keep what start-up built (modules, plotly's validators, the map outline, the
+    layouts) out of the garbage collector's full passes.
+
+    A refresh that builds a big answer (a hundred table rows of components) allocates
+    enough to start a full collection now and then, and a full pass walks everything the
+    app loaded: with the collector off, the /network refresh's p95 at 100k orders fell
+    from ~180 ms to ~65 ms (ADR 0005). The frozen objects are the app's own for its whole
+    life, so nothing is leaked.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def __getattr__(name: str) -> Any:
