@@ -56,6 +56,9 @@ def _logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # APScheduler logs every run of every job at INFO (a dispatch every 2 s); our jobs
+    # log what they did themselves. Its warnings (missed runs) still show.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _start_scheduler(tower: Any) -> None:
