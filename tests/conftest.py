@@ -54,9 +54,13 @@ def figures() -> TowerFigures:
     return load_figures(DEFAULT_DATA_DIR / "tower.toml")
 
 
+# Kept across `projections rebuild`, so not in PROJECTION_TABLES; a test starts without them.
+STATE_TABLES = ("exceptions", "exception_timeline", "rule_pending", "outbox", "notification_deliveries")
+
+
 def _truncate(engine: Engine) -> None:
     with engine.begin() as conn:
-        for name in ("events", *PROJECTION_TABLES):
+        for name in ("events", *PROJECTION_TABLES, *STATE_TABLES):
             conn.execute(text(f"DELETE FROM {name}"))
 
 
@@ -97,6 +101,12 @@ def engine(db_url: str) -> Iterator[Engine]:
     _truncate(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def store(engine: Engine) -> Engine:
+    """A clean store (events, projections, exceptions, outbox) on each database."""
+    return engine
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from dash import no_update
 from sqlalchemy import text
 
+from tests.callbacks import CallbackRecorder
 from tower.clock import ScaledClock, SystemClock
 from tower.exceptions import store
 from tower.exceptions.policy import ResponsePolicy, load_policy
@@ -36,22 +37,6 @@ class HandClock:
 
     def now(self) -> datetime:
         return self.t
-
-
-class FakeApp:
-    """Collects the callbacks a page registers, by their first output."""
-
-    def __init__(self) -> None:
-        self.funcs: dict[str, Any] = {}
-
-    def callback(self, *args: Any, **_kwargs: Any) -> Any:
-        def keep(func: Any) -> Any:
-            self.funcs[str(args[0])] = func
-            return func
-        return keep
-
-    def clientside_callback(self, *_args: Any, **_kwargs: Any) -> None:
-        pass
 
 
 def texts(component: Any) -> list[str]:
@@ -279,9 +264,9 @@ def test_refresh_sends_only_what_changed_and_moves_show_at_once(screens: Screens
     l2 = seed(tower, policy, "parcel:P1")
     l3 = seed(tower, policy, "hub:H1", tier="L3", rule="hub_retention", team="management")
     seed(tower, policy, "stage:picking", rule="stage_over_benchmark")  # an improvement item
-    app = FakeApp()
+    app = CallbackRecorder()
     er.register_callbacks(app, screens)  # type: ignore[arg-type]
-    refresh = app.funcs["emergency-room-rows.data"]
+    refresh = app.by_output["emergency-room-rows.data"]
 
     def desk(intent: Any, submit: Any, target: Any, values: list[Any], names: list[str]) -> Any:
         trigger = er.ids("submit") if submit else er.ids("intent")
@@ -290,7 +275,7 @@ def test_refresh_sends_only_what_changed_and_moves_show_at_once(screens: Screens
                        changed=changes[0])
 
     changes = [0]
-    detail = app.funcs["emergency-room-detail.children"]
+    detail = app.by_output["emergency-room-detail.children"]
     view = {"lang": "en", "kiosk": False, "query": QUERY}
 
     rows, line, clock, sent = refresh(1, 0, "*", view, {})
@@ -337,10 +322,10 @@ def test_refresh_sends_only_what_changed_and_moves_show_at_once(screens: Screens
 
 def test_kiosk_refresh_has_no_buttons_and_ignores_moves(screens: Screens, policy: ResponsePolicy) -> None:
     ex_id = seed(screens.tower, policy, "parcel:P1")
-    app = FakeApp()
+    app = CallbackRecorder()
     er.register_callbacks(app, screens)  # type: ignore[arg-type]
     view = {"lang": "zh-CN", "kiosk": True, "query": "?lang=zh-CN&kiosk=1"}
-    rows, line, *_ = app.funcs["emergency-room-rows.data"](1, 0, "", view, {})
+    rows, line, *_ = app.by_output["emergency-room-rows.data"](1, 0, "", view, {})
     assert rows["kiosk"] is True and line.startswith("队列中 1 个")
     out = er.desk(screens, trigger=er.ids("intent"), intent={"action": "ack", "ex": ex_id, "n": 1},
                   target=None, fields={}, actor="x", view=view, changed=0)

@@ -9,6 +9,7 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import no_update
 
+from tests.callbacks import CallbackRecorder
 from tower.exceptions import store as exceptions
 from tower.exceptions.policy import load_policy
 from tower.settings import DEFAULT_DATA_DIR
@@ -83,14 +84,8 @@ def test_insights_refresh_sends_only_what_changed(tower_rt: Any) -> None:
     seed_resolved(tower_rt.engine, now, [("packaging_shortage", None, None)] * 3
                   + [("supplier_delay", "ACME", None)] * 2 + [("carrier_delay", None, "SF")])
 
-    class FakeApp:
-        def callback(self, *args: Any, **kwargs: Any) -> Any:
-            def keep(func: Any) -> Any:
-                self.func = func
-                return func
-            return keep
 
-    fake = FakeApp()
+    fake = CallbackRecorder()
     page.register_callbacks(fake, screens)  # type: ignore[arg-type]
     view = {"lang": "zh-CN", "theme": "dark"}
     out = fake.func(1, None, view, {})

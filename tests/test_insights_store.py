@@ -4,13 +4,11 @@ the open improvement items."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, insert
 
 from tower.store import insights
 from tower.store.tables import ExceptionRow, Order, Parcel
@@ -20,15 +18,6 @@ NOW = datetime(2025, 11, 20, 6, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 NOV = datetime(2025, 10, 31, 16, 0, tzinfo=UTC)       # 1 Nov 00:00 in Shanghai
 OCT = datetime(2025, 9, 30, 16, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(engine: Engine) -> Iterator[Engine]:
-    with engine.begin() as conn:
-        conn.execute(delete(ExceptionRow))
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(delete(ExceptionRow))
 
 
 def test_month_is_the_local_calendar_month() -> None:

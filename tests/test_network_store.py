@@ -3,14 +3,14 @@ load now and the stuck-parcel list; and the hub master data file (data/hubs.toml
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, insert
 
+from tests.callbacks import CallbackRecorder
 from tower.hubs import HubConfigError, load_hubs
 from tower.settings import DEFAULT_DATA_DIR
 from tower.store import network, queries
@@ -19,15 +19,6 @@ from tower.store.tables import ExceptionRow, HubVisitRow, Order
 NOW = datetime(2025, 11, 20, 6, 30, tzinfo=UTC)
 H = timedelta(hours=1)
 LIMIT_H = 24.0
-
-
-@pytest.fixture
-def store(engine: Engine) -> Iterator[Engine]:
-    with engine.begin() as conn:
-        conn.execute(delete(ExceptionRow))
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(delete(ExceptionRow))
 
 
 def _visit(parcel: str, seq: int, hub: str, arrived: datetime,
@@ -239,17 +230,8 @@ def test_network_refresh_sends_only_what_changed(tower_rt: Any) -> None:
     points, lanes, missing = page.map_parts(data, page.hub_book(screens), "zh-CN")
     assert missing == ["hub-lhasa"] and len(lanes) == 1 and len(points) == 10
 
-    class FakeApp:
-        def __init__(self) -> None:
-            self.funcs: list[Any] = []
 
-        def callback(self, *args: Any, **kwargs: Any) -> Any:
-            def keep(func: Any) -> Any:
-                self.funcs.append(func)
-                return func
-            return keep
-
-    fake = FakeApp()
+    fake = CallbackRecorder()
     page.register_callbacks(fake, screens)  # type: ignore[arg-type]
     refresh, _choose = fake.funcs
     view = {"lang": "zh-CN", "theme": "dark", "kiosk": True}

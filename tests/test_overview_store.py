@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, insert
 
 from tower.store import overview
 from tower.store.tables import ExceptionRow, Order
@@ -17,15 +15,6 @@ ZONE = ZoneInfo("Asia/Shanghai")
 # 14:00 in Shanghai: "today" began at 16:00 UTC the day before.
 NOW = datetime(2025, 11, 20, 6, 0, tzinfo=UTC)
 DAY_START = datetime(2025, 11, 19, 16, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(engine: Engine) -> Iterator[Engine]:
-    with engine.begin() as conn:
-        conn.execute(delete(ExceptionRow))
-    yield engine
-    with engine.begin() as conn:
-        conn.execute(delete(ExceptionRow))
 
 
 def _order(order_id: str, *, status: str = "in_progress", promised: datetime, late: bool = False,

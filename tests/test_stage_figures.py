@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import plotly.graph_objects as go
 from dash import no_update
 
+from tests.callbacks import CallbackRecorder
 from tower.settings import DEFAULT_DATA_DIR
 from tower.store.stages import StageDistribution, StageReview, Visit
 from widgets import palette
@@ -110,14 +111,8 @@ def test_stages_refresh_sends_only_what_changed(tower_rt: Any) -> None:
     tower_rt.ingestor.ingest(events)
     assert tower_rt.flush()
 
-    class FakeApp:
-        def callback(self, *args: Any, **kwargs: Any) -> Any:
-            def keep(func: Any) -> Any:
-                self.func = func
-                return func
-            return keep
 
-    fake = FakeApp()
+    fake = CallbackRecorder()
     page.register_callbacks(fake, screens)  # type: ignore[arg-type]
     graphs = [{"page": "stages", "kind": "dist", "flow": f.id} for f in tower_rt.flows.flows]
     view = {"lang": "en", "theme": "light"}

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import pytest
 from dash import no_update
 
+from tests.callbacks import CallbackRecorder
 from tower.flows import FlowBook
 from tower.settings import DEFAULT_DATA_DIR, Settings
 from widgets import i18n, palette
@@ -228,14 +229,8 @@ def test_overview_refresh_sends_only_what_changed(tower_rt: Any) -> None:
     assert data["kpis"]["orders"]["in_flight"] == 1
     assert data["funnels"]["ecommerce"]["days"][0]["entered"]["picking"] == 1
 
-    class FakeApp:
-        def callback(self, *args: Any, **kwargs: Any) -> Any:
-            def keep(func: Any) -> Any:
-                self.func = func
-                return func
-            return keep
 
-    fake = FakeApp()
+    fake = CallbackRecorder()
     overview.register_callbacks(fake, screens)  # type: ignore[arg-type]
     graphs = [{"page": "overview", "kind": "funnel", "flow": f.id} for f in tower_rt.flows.flows]
     kpis, figures, ticks, sent = fake.func(1, {"lang": "zh-CN", "theme": "dark"}, {}, graphs)
