@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,9 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.servers import TOWER, running
+from tests.servers import free_port as _free_port
 from tests.test_api import created, stage
-
-TOWER = str(Path(sys.executable).parent / "tower")
 
 
 def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -74,41 +72,11 @@ def test_ingest_file_and_rebuild(env: dict[str, str], tmp_path: Path) -> None:
     assert json.loads(again.stdout)["duplicates"] == 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+def server(env: dict[str, str]) -> Iterator[str]:
     port = _free_port()
-    # Output to a file: a pipe nobody reads fills up with the scheduler's log and
-    # freezes the server.
-    log_file = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([TOWER, "serve", "--port", str(port)], env={**os.environ, **env},
-                            stdout=log_file, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError((tmp_path / "serve.log").read_text()) from None
-                time.sleep(0.3)
-        else:
-            raise RuntimeError("server did not start")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log_file.close()
+    with running(env, port):
+        yield f"http://127.0.0.1:{port}"
 
 
 def _request(url: str, body: bytes | None = None, kind: str = "application/json") -> Any:

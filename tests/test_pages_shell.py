@@ -7,14 +7,10 @@ Screenshots of each page go to ``artifacts/screenshots/``.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +18,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.test_cli import TOWER, _free_port
+from tests.servers import free_port as _free_port
+from tests.servers import running
 from tests.test_pages import browser, requested_hosts  # noqa: F401  (fixture)
 from tower.settings import DEFAULT_DATA_DIR, ROOT
 from widgets.view import PAGE_PATHS
@@ -46,36 +43,6 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     text = text.replace("unreachable_after_s = 15", f"unreachable_after_s = {UNREACHABLE_S}")
     (folder / "screens.toml").write_text(text, encoding="utf-8")
     return folder
-
-
-@contextmanager
-def running(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    # The server's log goes to a file: a pipe nobody reads fills up and blocks the server.
-    log_path = Path(tempfile.mkstemp(prefix="tower-serve-", suffix=".log")[1])
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([TOWER, "serve", "--port", str(port)], env={**os.environ, **env},
-                                stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(log_path.read_text(errors="replace")[-4000:]) from None
-                time.sleep(0.3)
-        else:
-            raise RuntimeError("server did not start")
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -291,14 +258,14 @@ def test_overview_shows_orders_funnel_and_exception_ticker(browser: Any,  # noqa
     engine.dispose()
     browser.get(base + "/?lang=en")
     wait_for(lambda: page_ready(browser, "overview"), what="overview")
-    wait_for(lambda: by_id(browser, "overview-kpi-in_flight").text.split("\n")[1] != "0",
+    wait_for(lambda: [*text_of(browser, "overview-kpi-in_flight").split("\n"), "", ""][1] not in ("", "0"),
              what="an order in flight")
-    ticker = wait_for(lambda: "Parcel lost at HUB-SH" in by_id(browser, "overview-ticker").text
-                      and by_id(browser, "overview-ticker").text, what="ticker")
+    ticker = wait_for(lambda: "Parcel lost at HUB-SH" in text_of(browser, "overview-ticker")
+                      and text_of(browser, "overview-ticker"), what="ticker")
     assert "L2" in ticker and "triggered" in ticker
-    urgent = by_id(browser, "overview-kpi-urgent").text
+    urgent = text_of(browser, "overview-kpi-urgent")
     assert "in 2" in urgent and "Parcel lost" in urgent
-    assert "L2 1" in by_id(browser, "overview-kpi-open_exceptions").text
+    wait_for(lambda: "L2 1" in text_of(browser, "overview-kpi-open_exceptions"), what="exceptions tile")
     wait_for(lambda: browser.find_elements("css selector", ".tower-funnel g.trace path"), what="funnel bars")
     browser.save_screenshot(str(SHOTS / "data-overview.png"))
     assert severe_console_entries(browser) == []
