@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tower.config_errors import validation_message
+
 
 class HubFigures(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -41,6 +43,4 @@ def load_figures(path: Path) -> TowerFigures:
     try:
         return TowerFigures.model_validate(raw)
     except ValidationError as exc:
-        e = exc.errors()[0]
-        key = ".".join(str(p) for p in e["loc"])
-        raise ValueError(f"{path}: {key}: {e['msg']}") from None
+        raise ValueError(validation_message(path, exc)) from None

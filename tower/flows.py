@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tower.config_errors import validation_message
+
 ID_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
 
 
@@ -136,12 +138,6 @@ class FlowBook(BaseModel):
         return budget
 
 
-def _format_error(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    return f"{path}: {key}: {first['msg']}"
-
-
 def load_flows(path: Path) -> FlowBook:
     """Read and validate a flow file, raising FlowConfigError naming the file and key."""
     try:
@@ -153,4 +149,4 @@ def load_flows(path: Path) -> FlowBook:
     try:
         return FlowBook.model_validate(raw)
     except ValidationError as exc:
-        raise FlowConfigError(_format_error(path, exc)) from exc
+        raise FlowConfigError(validation_message(path, exc)) from exc

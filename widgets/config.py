@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tower.config_errors import validation_message
 from tower.flows import FlowBook
 from widgets.i18n import Lang
 
@@ -41,9 +42,7 @@ def load_screen_config(path: Path, flows: FlowBook) -> ScreenConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ScreenConfigError(f"{path}: {exc}") from None
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise ScreenConfigError(f"{path}: {key}: {err['msg']}") from None
+        raise ScreenConfigError(validation_message(path, exc)) from None
     for flow_id, stage in config.overview.shipped_on_entering.items():
         flow = flows.by_id.get(flow_id)
         if flow is None or stage not in flow.stage_ids:

@@ -7,11 +7,13 @@ Read from the ``[response]`` and ``[root_causes]`` tables of ``data/rules.toml``
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tower.config_errors import validation_message
 from tower.exceptions.lifecycle import Tier
 
 _DEFAULT_DEADLINES: dict[Tier, float] = {"L2": 4.0, "L3": 1.0}
@@ -72,15 +74,11 @@ class ResponsePolicy(BaseModel):
         return now + timedelta(hours=hours)
 
 
-def _format_error(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = [str(p) for p in first["loc"]]
+def _policy_key(loc: Sequence[str]) -> list[str]:
+    """The file's own keys: the categories live in [root_causes], the rest in [response]."""
     if loc and loc[0] == "root_causes":
-        loc = ["root_causes", "categories", *loc[1:]]
-    elif loc:
-        loc = ["response", *loc]
-    key = ".".join(loc) or "response"
-    return f"{path}: {key}: {str(first['msg']).removeprefix('Value error, ')}"
+        return ["root_causes", "categories", *loc[1:]]
+    return ["response", *loc]
 
 
 def load_policy(path: Path) -> ResponsePolicy:
@@ -100,4 +98,4 @@ def load_policy(path: Path) -> ResponsePolicy:
     try:
         return ResponsePolicy.model_validate({**response, "root_causes": causes["categories"]})
     except ValidationError as exc:
-        raise PolicyConfigError(_format_error(path, exc)) from exc
+        raise PolicyConfigError(validation_message(path, exc, _policy_key)) from exc

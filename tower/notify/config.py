@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tower.config_errors import validation_message
+
 if TYPE_CHECKING:
     from tower.settings import Settings
 
@@ -121,12 +123,6 @@ class NotifyConfig(BaseModel):
         return {c.name: c for c in self.channels}
 
 
-def _format_error(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    return f"{path}: {key}: {str(first['msg']).removeprefix('Value error, ')}"
-
-
 def _with_env_webhook(config: NotifyConfig, settings: Settings) -> NotifyConfig:
     if settings.webhook_url is None:
         return config
@@ -163,7 +159,7 @@ def load_notify(path: Path, settings: Settings | None = None, *,
     try:
         config = NotifyConfig.model_validate(raw)
     except ValidationError as exc:
-        raise NotifyConfigError(_format_error(path, exc)) from exc
+        raise NotifyConfigError(validation_message(path, exc)) from exc
     for i, channel in enumerate(config.channels):
         if channel.kind not in kinds:
             known = ", ".join(sorted(kinds))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from tower.config_errors import validation_message
 
 ID_PATTERN = r"^[a-z][a-z0-9_]{0,47}$"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -272,18 +274,20 @@ class RuleBook(BaseModel):
         return self.engine.owner_teams.get(owner, self.engine.default_team)
 
 
-def _format_error(path: Path, err: ValidationError, raw_rules: list[Any]) -> str:
-    first = err.errors()[0]
-    loc = [str(p) for p in first["loc"]]
-    if len(loc) >= 2 and loc[0] == "rules" and loc[1].isdigit():
-        index = int(loc[1])
-        rule = raw_rules[index] if index < len(raw_rules) else None
-        name = rule.get("id") if isinstance(rule, dict) else None
-        loc[1] = f"{index}" + (f"({name})" if name else "")
-    elif loc and loc[0] == "engine":
-        loc[0] = "rule_engine"
-    key = ".".join(loc) or "(top level)"
-    return f"{path}: {key}: {str(first['msg']).removeprefix('Value error, ')}"
+def _rules_key(raw_rules: list[Any]) -> Callable[[Sequence[str]], list[str]]:
+    """The file's own keys: a rule's index with its id (``rules.6(cold_chain_excursion)``),
+    ``engine`` as ``rule_engine``."""
+    def key(loc: Sequence[str]) -> list[str]:
+        loc = list(loc)
+        if len(loc) >= 2 and loc[0] == "rules" and loc[1].isdigit():
+            index = int(loc[1])
+            rule = raw_rules[index] if index < len(raw_rules) else None
+            name = rule.get("id") if isinstance(rule, dict) else None
+            loc[1] = f"{index}" + (f"({name})" if name else "")
+        elif loc and loc[0] == "engine":
+            loc[0] = "rule_engine"
+        return loc
+    return key
 
 
 def load_rules(path: Path) -> RuleBook:
@@ -306,4 +310,4 @@ def load_rules(path: Path) -> RuleBook:
         return RuleBook.model_validate({"engine": raw["rule_engine"], "rules": rules,
                                         "teams": teams, "path": str(path)})
     except ValidationError as exc:
-        raise RuleConfigError(_format_error(path, exc, rules)) from exc
+        raise RuleConfigError(validation_message(path, exc, _rules_key(rules))) from exc
