@@ -26,6 +26,8 @@ from tower.store.queries import StoreDirectory
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
+    from tower.exceptions.policy import ResponsePolicy
+    from tower.rules.config import RuleBook
     from tower.rules.engine import RuleEngine
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,20 @@ class Tower:
         bus = self.bus.health()
         return {"ok": bool(db["ok"] and bus.get("ok")), "database": db, "bus": bus,
                 "mode": "embedded" if self.settings.embedded else "redis"}
+
+    @property
+    def rule_book(self) -> RuleBook:
+        """The rules of ``data/rules.toml``, as the rule engine read them at start-up."""
+        if self.rules is None:  # pragma: no cover - build_tower always builds the engine
+            raise RuntimeError("this tower has no rule engine")
+        return self.rules.book
+
+    @property
+    def response_policy(self) -> ResponsePolicy:
+        """The emergency room's response policy (teams, deadlines, root causes)."""
+        if self.rules is None:  # pragma: no cover - build_tower always builds the engine
+            raise RuntimeError("this tower has no rule engine")
+        return self.rules.policy
 
     def flush(self, timeout: float = 30.0) -> bool:
         """In embedded mode, wait until every published event is projected."""

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from tower.exceptions import store
-from tower.exceptions.policy import ResponsePolicy, load_policy
+from tower.exceptions.policy import ResponsePolicy
 from tower.scheduler import ScheduledJob
 
 if TYPE_CHECKING:
@@ -37,6 +37,6 @@ def response_pass(engine: Engine, clock: Clock, policy: ResponsePolicy) -> tuple
 
 def scheduled_jobs(tower: Tower) -> list[ScheduledJob]:
     """Escalation and wake-up every 30 s of wall time, on the tower's clock."""
-    policy = load_policy(tower.settings.rules_path)
+    policy = tower.response_policy
     return [ScheduledJob(name="exceptions.response", every_s=RESPONSE_PASS_EVERY_S,
                          run=lambda: response_pass(tower.engine, tower.clock, policy))]

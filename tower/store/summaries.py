@@ -255,11 +255,9 @@ def refresh(engine: Engine, *, now: datetime, period: timedelta | None, zone: Zo
 
 
 def scheduled_jobs(tower: Tower) -> list[ScheduledJob]:
-    from tower.rules.config import load_rules
     from tower.scheduler import ScheduledJob
 
-    book = tower.rules.book if tower.rules is not None else load_rules(tower.settings.rules_path)
-    params = stages.benchmark_params(book)
+    params = stages.benchmark_params(tower.rule_book)
     period = params.period if params is not None else None
     zone = tower.settings.zone
 

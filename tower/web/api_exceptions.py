@@ -9,7 +9,6 @@ reason), 422 a body whose fields are wrong (with the field and why).
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -23,7 +22,7 @@ from sqlalchemy import Connection
 from tower.exceptions import measures as exception_measures
 from tower.exceptions import queue, store
 from tower.exceptions.lifecycle import STATUSES, TIERS
-from tower.exceptions.policy import PolicyConfigError, ResponsePolicy, load_policy
+from tower.exceptions.policy import ResponsePolicy
 from tower.runtime import Tower
 from tower.web.auth import bearer_ok
 
@@ -172,14 +171,9 @@ def create_exceptions_api(tower: Tower) -> Blueprint:
     api = Blueprint("tower_exceptions_api", __name__)
     settings = tower.settings
     token = settings.api_token.get_secret_value() if settings.api_token else None
-    lock = threading.Lock()
-    loaded: list[ResponsePolicy] = []
 
     def policy() -> ResponsePolicy:
-        with lock:
-            if not loaded:
-                loaded.append(load_policy(settings.rules_path))
-            return loaded[0]
+        return tower.response_policy
 
     def detail(conn: Connection, ex_id: str) -> dict[str, Any]:
         row = store.get_exception(conn, ex_id)
@@ -224,10 +218,6 @@ def create_exceptions_api(tower: Tower) -> Blueprint:
     @api.errorhandler(store.InvalidInput)
     def invalid(exc: store.InvalidInput) -> tuple[Response, int]:
         return _error(422, str(exc))
-
-    @api.errorhandler(PolicyConfigError)
-    def bad_policy(exc: PolicyConfigError) -> tuple[Response, int]:
-        return _error(500, f"response policy: {exc}")
 
     # --- reads ---------------------------------------------------------------------
 

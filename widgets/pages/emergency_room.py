@@ -20,8 +20,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -32,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tower.clock import Clock
 from tower.exceptions import queue, store
-from tower.exceptions.policy import PolicyConfigError, ResponsePolicy, load_policy
+from tower.exceptions.policy import PolicyConfigError, ResponsePolicy
 from tower.exceptions.store import InvalidInput, RootCause, TransitionError, Trigger
 from tower.runtime import Tower
 from widgets import context
@@ -76,14 +74,9 @@ def status_label(status: str, lang: Lang) -> str:
     return CATALOGUE[lang].get(f"status.{status}", status)
 
 
-@lru_cache(maxsize=8)
-def _policy_at(path: Path) -> ResponsePolicy:
-    return load_policy(path)
-
-
 def policy_of(screens: Screens) -> ResponsePolicy:
-    """The response policy (teams, root causes) of ``data/rules.toml``; read once."""
-    return _policy_at(screens.settings.rules_path)
+    """The response policy (teams, root causes) of ``data/rules.toml``, as the tower read it."""
+    return screens.tower.response_policy
 
 
 def clock_rate(clock: Clock) -> float:

@@ -15,7 +15,7 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from tower.flows import FlowBook
-from tower.rules.config import StageOverBenchmarkParams, load_rules
+from tower.rules.config import StageOverBenchmarkParams
 from tower.store import insights as store
 from tower.store import stages as stage_store
 from tower.store import summaries
@@ -192,7 +192,7 @@ def response_table(response: dict[str, Any], lang: Lang) -> Any:
 
 def register_callbacks(app: Dash, screens: Screens) -> None:
     flows = screens.tower.flows
-    params = stage_store.benchmark_params(load_rules(screens.settings.rules_path))
+    params = stage_store.benchmark_params(screens.tower.rule_book)
     zone = screens.settings.zone
 
     @app.callback(

@@ -15,7 +15,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
 
 from tower.flows import FlowBook
-from tower.rules.config import StageOverBenchmarkParams, load_rules
+from tower.rules.config import StageOverBenchmarkParams
 from tower.store import stages as store
 from tower.store import summaries
 from widgets import context, palette, parts
@@ -141,7 +141,7 @@ def review_table(reviews: list[store.StageReview], flows: FlowBook, lang: Lang) 
 
 def register_callbacks(app: Dash, screens: Screens) -> None:
     flows = screens.tower.flows
-    params = store.benchmark_params(load_rules(screens.settings.rules_path))
+    params = store.benchmark_params(screens.tower.rule_book)
     zone = screens.settings.zone
 
     @app.callback(
